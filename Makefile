@@ -1,0 +1,116 @@
+# Makefile: builds vtp-api, vtp-worker, vtp-migrate and vtp-token; runs the tests and the dev stack.
+# One Makefile for the whole tree (no recursion into folders); libraries come from pkg-config.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+CC      ?= cc
+PYTHON  := /usr/bin/python3
+
+PKGS        := fcgi json-c libjwt libpq
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+
+WARNINGS := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wwrite-strings -Wno-missing-field-initializers
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -DVTP_VERSION='"$(VERSION)"' $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS   := $(PKG_LIBS) -lpthread -lm
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+LIB_SRC    := lib/mem.c lib/log.c lib/config.c lib/db.c lib/auth.c lib/migrate.c
+API_SRC    := fcgi/http.c fcgi/json_in.c fcgi/router.c fcgi/routes.c fcgi/access.c \
+              fcgi/health.c fcgi/recordings.c fcgi/participants.c
+SQL_FILES  := $(sort $(wildcard sql/[0-9]*.sql))
+GEN_SRC    := $(BUILD)/gen/migrations.c
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(sort $(wildcard tests/unit/test_*.c)))
+
+PROGRAMS := vtp-api vtp-worker vtp-migrate vtp-token
+MAIN_vtp-api     := fcgi/main.c
+MAIN_vtp-worker  := worker/main.c
+MAIN_vtp-migrate := tools/vtp-migrate.c
+MAIN_vtp-token   := tools/vtp-token.c
+
+# obj(VARIANT, SOURCES): the object files of one build variant (release or asan).
+obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
+CORE_OBJ      := $(call obj,release,$(LIB_SRC) $(GEN_SRC))
+API_OBJ       := $(call obj,release,$(API_SRC))
+ASAN_CORE_OBJ := $(call obj,asan,$(LIB_SRC) $(GEN_SRC))
+ASAN_API_OBJ  := $(call obj,asan,$(API_SRC))
+
+.PHONY: all test unit integration run stop install clean deps fuzz lint-openapi
+.DEFAULT_GOAL := all
+
+all: $(addprefix $(BUILD)/,$(PROGRAMS))
+
+$(BUILD)/vtp-api: $(call obj,release,$(MAIN_vtp-api)) $(API_OBJ) $(CORE_OBJ)
+$(BUILD)/vtp-worker: $(call obj,release,$(MAIN_vtp-worker)) $(CORE_OBJ)
+$(BUILD)/vtp-migrate: $(call obj,release,$(MAIN_vtp-migrate)) $(CORE_OBJ)
+$(BUILD)/vtp-token: $(call obj,release,$(MAIN_vtp-token)) $(CORE_OBJ)
+$(addprefix $(BUILD)/,$(PROGRAMS)):
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The same programs built with AddressSanitizer and UBSan, for the tests.
+$(BUILD)/asan/vtp-api: $(call obj,asan,$(MAIN_vtp-api)) $(ASAN_API_OBJ) $(ASAN_CORE_OBJ)
+$(BUILD)/asan/vtp-worker: $(call obj,asan,$(MAIN_vtp-worker)) $(ASAN_CORE_OBJ)
+$(BUILD)/asan/vtp-migrate: $(call obj,asan,$(MAIN_vtp-migrate)) $(ASAN_CORE_OBJ)
+$(BUILD)/asan/vtp-token: $(call obj,asan,$(MAIN_vtp-token)) $(ASAN_CORE_OBJ)
+$(addprefix $(BUILD)/asan/,$(PROGRAMS)):
+	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS)
+
+# Unit tests: one binary per tests/unit/test_*.c, linked with everything but main().
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/unit/%.o $(ASAN_API_OBJ) $(ASAN_CORE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+$(BUILD)/release/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SANITIZE) -MMD -MP -c -o $@ $<
+
+
+$(GEN_SRC): $(SQL_FILES) tools/embed-sql.sh
+	@mkdir -p $(dir $@)
+	tools/embed-sql.sh $@ $(SQL_FILES)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+deps:
+	deploy/install-deps
+
+# test installs what is missing first, then builds (in a second make, so
+# pkg-config sees the libraries just installed) and runs every suite.
+test: deps
+	$(MAKE) --no-print-directory unit integration
+
+unit: all $(addprefix $(BUILD)/asan/,$(PROGRAMS)) $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
+	@set -e; for t in $(UNIT_TESTS); do \
+		echo "== unit: $$t"; \
+		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(BUILD)/asan/tests/$$t; \
+	done
+
+integration: all $(addprefix $(BUILD)/asan/,$(PROGRAMS))
+	VTP_BUILD_DIR=$(BUILD)/asan $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
+
+lint-openapi:
+	npm run --silent lint:openapi
+
+run: deps
+	$(MAKE) --no-print-directory all
+	deploy/devstack run
+
+stop:
+	deploy/devstack stop
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vtp/www $(DESTDIR)$(PREFIX)/share/vtp/deploy
+	install -m 0755 $(addprefix $(BUILD)/,$(PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
+	cp -R www/. $(DESTDIR)$(PREFIX)/share/vtp/www/
+	install -m 0644 apache-vtp.conf deploy/nginx-vtp.conf.in deploy/htaccess.example $(DESTDIR)$(PREFIX)/share/vtp/deploy/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,44 @@
+/* access.c: the recording access check every per-recording endpoint starts with. */
+#include "access.h"
+
+#include "../lib/db.h"
+
+#include <string.h>
+
+bool access_is_admin(const struct vtp_ctx *ctx)
+{
+	return ctx->who.role == VTP_ROLE_ADMIN;
+}
+
+const char *access_sql_bool(bool b)
+{
+	return b ? "true" : "false";
+}
+
+int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
+{
+	static const char sql[] = "SELECT r.owner_id = $2 OR $3::boolean AS can_manage, " ACCESS_CAN_READ_SQL(
+		"$2", "$3") " AS can_read FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
+	PGresult *res = NULL;
+	int ret = -1;
+	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 3, params);
+	if (st != VTP_DB_OK) {
+		http_db_failure(ctx, st);
+		goto out;
+	}
+	bool can_read = PQntuples(res) == 1 && strcmp(vtp_db_get(res, 0, "can_read"), "t") == 0;
+	bool can_manage = can_read && strcmp(vtp_db_get(res, 0, "can_manage"), "t") == 0;
+	if (!can_read) {
+		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+		goto out;
+	}
+	if (need == ACCESS_MANAGE && !can_manage) {
+		http_problem(ctx, 403, "forbidden", "only the recording's owner or an admin may do this");
+		goto out;
+	}
+	ret = 0;
+out:
+	PQclear(res);
+	return ret;
+}

@@ -1,0 +1,34 @@
+/* access.h: who may read or manage a recording, decided in one query (API.md's table). */
+#ifndef VTP_ACCESS_H
+#define VTP_ACCESS_H
+
+#include "http.h"
+
+#include <stdbool.h>
+
+enum access_need {
+	ACCESS_READ,   /* owner, admin, participant, or a user it is shared with */
+	ACCESS_MANAGE, /* owner or admin */
+};
+
+bool access_is_admin(const struct vtp_ctx *ctx);
+
+/* "true"/"false" for a boolean SQL parameter. */
+const char *access_sql_bool(bool b);
+
+/* Checks the caller against recording id. Returns 0 when allowed; otherwise
+ * answers 404 recording_not_found (missing, deleted, or not readable: its
+ * existence must not leak), 403 forbidden (readable, not manageable) or
+ * 503/500, and returns -1. */
+int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need);
+
+/* The SQL condition "the caller ($N: sub, $M: is admin) may read recording r",
+ * shared by the list and the check above. */
+#define ACCESS_CAN_READ_SQL(SUB, ADMIN)                                                                        \
+	"(" ADMIN "::boolean OR r.owner_id = " SUB                                                            \
+	" OR EXISTS (SELECT 1 FROM recording_participants p WHERE p.recording_id = r.id AND p.user_id = " SUB \
+	")"                                                                                                   \
+	" OR EXISTS (SELECT 1 FROM recording_sharing s WHERE s.recording_id = r.id AND s.user_id = " SUB     \
+	" AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > now())))"
+
+#endif

@@ -1,0 +1,201 @@
+/* http.c: building answers (problems, JSON), serialising them, and reading query strings. */
+#include "http.h"
+
+#include "../lib/db.h"
+#include "app.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 416: return "Range Not Satisfiable";
+	case 422: return "Unprocessable Content";
+	case 429: return "Too Many Requests";
+	case 503: return "Service Unavailable";
+	default: return status >= 500 ? "Internal Server Error" : "Error";
+	}
+}
+
+void http_header(struct vtp_ctx *ctx, const char *name, const char *fmt, ...)
+{
+	char value[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(value, sizeof value, fmt, ap);
+	va_end(ap);
+	/* A value never carries a line break: that would split the header block. */
+	for (char *p = value; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = ' ';
+	vtp_buf_printf(&ctx->resp.headers, "%s: %s\r\n", name, value);
+}
+
+static void set_body(struct vtp_ctx *ctx, int status, const char *content_type, json_object *body)
+{
+	ctx->resp.status = status;
+	vtp_buf_reset(&ctx->resp.body);
+	if (body) {
+		size_t len;
+		const char *s = json_object_to_json_string_length(
+			body, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+		vtp_buf_append(&ctx->resp.body, s, len);
+		http_header(ctx, "Content-Type", "%s", content_type);
+		json_object_put(body);
+	}
+}
+
+void http_json(struct vtp_ctx *ctx, int status, json_object *body)
+{
+	set_body(ctx, status, "application/json; charset=utf-8", body);
+}
+
+void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string("about:blank"));
+	json_object_object_add(o, "title", json_object_new_string(http_reason(status)));
+	json_object_object_add(o, "status", json_object_new_int(status));
+	json_object_object_add(o, "code", json_object_new_string(code));
+	json_object_object_add(o, "detail", json_object_new_string(detail));
+	/* A problem replaces whatever headers a handler had prepared. */
+	vtp_buf_reset(&ctx->resp.headers);
+	if (status == 401)
+		http_header(ctx, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+	if (status == 503)
+		http_header(ctx, "Retry-After", "%ld", ctx->app ? ctx->app->cfg.retry_after_s : 5L);
+	set_body(ctx, status, "application/problem+json", o);
+}
+
+void http_db_failure(struct vtp_ctx *ctx, int db_status)
+{
+	if (db_status == VTP_DB_UNAVAILABLE)
+		http_problem(ctx, 503, "db_unavailable", "the database is unavailable; try again shortly");
+	else
+		http_problem(ctx, 500, "internal_error", "the request could not be completed");
+}
+
+void http_serialise(const struct vtp_response *resp, struct vtp_buf *out)
+{
+	vtp_buf_printf(out, "Status: %d %s\r\n", resp->status, http_reason(resp->status));
+	vtp_buf_append(out, resp->headers.data ? resp->headers.data : "", resp->headers.len);
+	if (resp->status != 204 && resp->status != 304)
+		vtp_buf_printf(out, "Content-Length: %zu\r\n", resp->body.len);
+	vtp_buf_puts(out, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n");
+	if (resp->status != 204 && resp->status != 304)
+		vtp_buf_append(out, resp->body.data ? resp->body.data : "", resp->body.len);
+}
+
+void http_ctx_free(struct vtp_ctx *ctx)
+{
+	free(ctx->req.path);
+	vtp_buf_free(&ctx->req.body);
+	vtp_buf_free(&ctx->resp.headers);
+	vtp_buf_free(&ctx->resp.body);
+	free(ctx->param_storage);
+	memset(ctx, 0, sizeof *ctx);
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes [s, s+len) into out ('+' is a space). Returns -1 when
+ * malformed, decodes to a NUL byte, or does not fit. */
+static int percent_decode(const char *s, size_t len, char *out, size_t out_size)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '+') {
+			c = ' ';
+		} else if (c == '%') {
+			if (i + 2 >= len)
+				return -1;
+			int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			c = (char)(hi * 16 + lo);
+			i += 2;
+			if (c == '\0')
+				return -1;
+		}
+		if (n + 1 >= out_size)
+			return -1;
+		out[n++] = c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+int http_query_get(const char *query, const char *name, char *out, size_t out_size)
+{
+	size_t name_len = strlen(name);
+	const char *p = query ? query : "";
+	while (*p) {
+		const char *end = strchr(p, '&');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t key_len = eq ? (size_t)(eq - p) : len;
+		if (key_len == name_len && memcmp(p, name, name_len) == 0) {
+			const char *v = eq ? eq + 1 : p + len;
+			size_t vlen = (size_t)(p + len - v);
+			return percent_decode(v, vlen, out, out_size) < 0 ? -1 : 1;
+		}
+		p += len;
+		if (*p == '&')
+			p++;
+	}
+	return 0;
+}
+
+char *http_query_unknown(const char *query, const char *const *allowed)
+{
+	const char *p = query ? query : "";
+	while (*p) {
+		const char *end = strchr(p, '&');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		size_t key_len = eq ? (size_t)(eq - p) : len;
+		if (key_len > 0) {
+			bool known = false;
+			for (const char *const *a = allowed; *a; a++)
+				if (strlen(*a) == key_len && memcmp(*a, p, key_len) == 0)
+					known = true;
+			if (!known)
+				return xstrndup(p, key_len > 64 ? 64 : key_len);
+		}
+		p += len;
+		if (*p == '&')
+			p++;
+	}
+	return NULL;
+}

@@ -1,0 +1,71 @@
+/* http.h: the request and response of one API call, RFC 7807 problems, JSON answers and query strings. */
+#ifndef VTP_HTTP_H
+#define VTP_HTTP_H
+
+#include "../lib/auth.h"
+#include "../lib/mem.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+struct vtp_db;
+struct vtp_app;
+
+/* Reads up to n bytes of the request body; returns bytes read, 0 at the end, -1 on error. */
+typedef int (*http_read_fn)(void *io, char *buf, int n);
+
+struct vtp_request {
+	const char *method;
+	char *path; /* the routed path, without the query; owned */
+	const char *query; /* raw query string, "" when none */
+	const char *content_type;
+	long long content_length; /* -1 when not given */
+	const char *authorization;
+	const char *user_agent;
+	const char *remote_addr;
+	struct vtp_buf body; /* filled by the router for routes that take a body */
+	http_read_fn read;
+	void *io;
+};
+
+struct vtp_response {
+	int status;
+	struct vtp_buf headers; /* "Name: value\r\n" lines */
+	struct vtp_buf body;
+};
+
+#define HTTP_MAX_PARAMS 4
+
+/* Everything one request needs; lives for one request. */
+struct vtp_ctx {
+	struct vtp_request req;
+	struct vtp_response resp;
+	struct vtp_principal who; /* set when the route needs authentication */
+	const char *params[HTTP_MAX_PARAMS]; /* path parameters in pattern order, e.g. {id} */
+	char *param_storage;			/* owned backing store for params */
+	const struct vtp_app *app;
+	struct vtp_db *db;
+};
+
+/* Sets an RFC 7807 answer. code is a stable snake_case identifier. */
+void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Answers 503 (db unavailable, with Retry-After) or 500 after a failed query. */
+void http_db_failure(struct vtp_ctx *ctx, int db_status);
+/* Sets a JSON answer and takes ownership of body (NULL: no body). */
+void http_json(struct vtp_ctx *ctx, int status, json_object *body);
+void http_header(struct vtp_ctx *ctx, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *http_reason(int status);
+
+/* Serialises the response as a CGI/FastCGI answer into out. */
+void http_serialise(const struct vtp_response *resp, struct vtp_buf *out);
+void http_ctx_free(struct vtp_ctx *ctx);
+
+/* Looks name up in a query string and percent-decodes its value into out.
+ * Returns 1 when found, 0 when absent, -1 when malformed or longer than out. */
+int http_query_get(const char *query, const char *name, char *out, size_t out_size);
+/* Returns NULL when every parameter name in query is in allowed (NULL-terminated),
+ * else a new string with the first offending name (caller frees). */
+char *http_query_unknown(const char *query, const char *const *allowed);
+
+#endif

@@ -1,0 +1,199 @@
+/* router.c: matching paths against the route table, and the checks every route shares, in one order. */
+#include "router.h"
+
+#include "../lib/log.h"
+#include "app.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int route_is_uuid(const char *s)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	for (size_t i = 0; i < sizeof shape - 1; i++) {
+		char c = s[i];
+		if (shape[i] == '-' ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return 0;
+	}
+	return s[sizeof shape - 1] == '\0';
+}
+
+int route_match(const char *pattern, const char *path, const char **params, char **storage)
+{
+	char *copy = xstrdup(path);
+	char *ends[HTTP_MAX_PARAMS];
+	const char *p = pattern;
+	char *s = copy;
+	int n = 0;
+	while (*p || *s) {
+		/* Both must be at the start of a segment. */
+		if (*p != '/' || *s != '/')
+			goto no;
+		p++;
+		s++;
+		size_t p_len = strcspn(p, "/"), s_len = strcspn(s, "/");
+		if (p[0] == '{') {
+			if (s_len == 0 || n >= HTTP_MAX_PARAMS)
+				goto no;
+			params[n] = s;
+			ends[n++] = s + s_len;
+		} else if (p_len != s_len || memcmp(p, s, p_len) != 0) {
+			goto no;
+		}
+		p += p_len;
+		s += s_len;
+	}
+	/* Cut the parameters out of the copy only now: their '/' separated
+	 * the segments while matching. */
+	for (int i = 0; i < n; i++)
+		*ends[i] = '\0';
+	*storage = copy;
+	return 1;
+no:
+	free(copy);
+	*storage = NULL;
+	return 0;
+}
+
+/* Reads the body into ctx->req.body, at most limit bytes. Returns 0, 1 when
+ * it is longer than limit, or -1 on a read error. */
+static int read_body(struct vtp_ctx *ctx, long long limit)
+{
+	char chunk[16384];
+	for (;;) {
+		int n = ctx->req.read(ctx->req.io, chunk, sizeof chunk);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		if ((long long)(ctx->req.body.len + (size_t)n) > limit)
+			return 1;
+		vtp_buf_append(&ctx->req.body, chunk, (size_t)n);
+	}
+}
+
+/* Reads and drops what is left of the body, up to a bound, so the web server
+ * is not cut off mid-upload; past the bound the connection just closes. */
+static void drain_body(struct vtp_ctx *ctx)
+{
+	char chunk[16384];
+	long long left = 64LL << 20;
+	int n;
+	while (left > 0 && (n = ctx->req.read(ctx->req.io, chunk, sizeof chunk)) > 0)
+		left -= n;
+}
+
+/* Accepts "application/json" with an optional charset=utf-8 parameter. */
+static int is_json_content_type(const char *ct)
+{
+	if (!ct || strncasecmp(ct, "application/json", 16) != 0)
+		return 0;
+	ct += 16;
+	while (*ct == ' ')
+		ct++;
+	if (*ct == '\0')
+		return 1;
+	if (*ct != ';')
+		return 0;
+	ct++;
+	while (*ct == ' ')
+		ct++;
+	return strcasecmp(ct, "charset=utf-8") == 0 || strcasecmp(ct, "charset=\"utf-8\"") == 0;
+}
+
+static const struct route *find_route(struct vtp_ctx *ctx)
+{
+	const struct route *found = NULL;
+	struct vtp_buf allow = {0};
+	for (size_t i = 0; i < vtp_routes_count && !found; i++) {
+		const char *params[HTTP_MAX_PARAMS] = {0};
+		char *storage;
+		if (!route_match(vtp_routes[i].pattern, ctx->req.path, params, &storage))
+			continue;
+		if (strcmp(vtp_routes[i].method, ctx->req.method) == 0) {
+			found = &vtp_routes[i];
+			memcpy(ctx->params, params, sizeof params);
+			ctx->param_storage = storage;
+		} else {
+			vtp_buf_printf(&allow, "%s%s", allow.len ? ", " : "", vtp_routes[i].method);
+			free(storage);
+		}
+	}
+	if (!found && allow.len) {
+		http_problem(ctx, 405, "method_not_allowed", "%.16s is not allowed here; use %s", ctx->req.method,
+			     allow.data);
+		http_header(ctx, "Allow", "%s", allow.data);
+	} else if (!found) {
+		http_problem(ctx, 404, "not_found", "no such endpoint");
+	}
+	vtp_buf_free(&allow);
+	return found;
+}
+
+static int authenticate(struct vtp_ctx *ctx)
+{
+	const char *token = vtp_auth_bearer(ctx->req.authorization);
+	const char *reason = NULL;
+	if (!token) {
+		http_problem(ctx, 401, "unauthorized", "an Authorization: Bearer token is required");
+		return -1;
+	}
+	if (vtp_auth_verify(&ctx->app->auth, token, time(NULL), &ctx->who, &reason) < 0) {
+		http_problem(ctx, 401, "unauthorized", "invalid token: %s", reason);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every {id} parameter must be a canonical UUID. */
+static int check_params(struct vtp_ctx *ctx, const struct route *r)
+{
+	int i = 0;
+	for (const char *p = strchr(r->pattern, '{'); p; p = strchr(p + 1, '{'), i++)
+		if (strncmp(p, "{id}", 4) == 0 && !route_is_uuid(ctx->params[i])) {
+			http_problem(ctx, 400, "invalid_uuid", "\"%.40s\" is not a lower-case UUID", ctx->params[i]);
+			return -1;
+		}
+	return 0;
+}
+
+static int take_body(struct vtp_ctx *ctx, const struct route *r)
+{
+	long long limit = ctx->app->cfg.max_body_bytes;
+	if (!(r->flags & ROUTE_JSON_BODY))
+		return 0;
+	if (!is_json_content_type(ctx->req.content_type)) {
+		http_problem(ctx, 415, "unsupported_media_type", "the body must be application/json (UTF-8)");
+		return -1;
+	}
+	if (ctx->req.content_length > limit) {
+		http_problem(ctx, 413, "body_too_large", "the body is larger than %lld bytes", limit);
+		return -1;
+	}
+	int ret = read_body(ctx, limit);
+	if (ret == 1)
+		http_problem(ctx, 413, "body_too_large", "the body is larger than %lld bytes", limit);
+	else if (ret < 0)
+		http_problem(ctx, 400, "invalid_body", "the request body could not be read");
+	return ret == 0 ? 0 : -1;
+}
+
+void router_dispatch(struct vtp_ctx *ctx)
+{
+	const struct route *r = find_route(ctx);
+	if (!r)
+		goto out;
+	if (!(r->flags & ROUTE_PUBLIC) && authenticate(ctx) < 0)
+		goto out;
+	if (check_params(ctx, r) < 0 || take_body(ctx, r) < 0)
+		goto out;
+	r->handler(ctx);
+	if (ctx->resp.status == 0) {
+		log_error("%s %s: handler left no answer", ctx->req.method, r->pattern);
+		http_problem(ctx, 500, "internal_error", "the request could not be completed");
+	}
+out:
+	drain_body(ctx);
+}

@@ -1,0 +1,19 @@
+/* routes.c: the route table, one row per endpoint; docs/openapi.yaml lists the same rows (a test checks). */
+#include "routes.h"
+
+#include "router.h"
+
+/* Rows are tried in order; the first whose pattern and method match wins. */
+const struct route vtp_routes[] = {
+	/* method   pattern                                      handler            flags */
+	{ "GET",    "/health",                                   health_get,        ROUTE_PUBLIC },
+	{ "POST",   "/api/v1/recordings/start",                  recordings_start,  ROUTE_JSON_BODY },
+	{ "GET",    "/api/v1/recordings",                        recordings_list,   0 },
+	{ "GET",    "/api/v1/recordings/{id}",                   recordings_get,    0 },
+	{ "DELETE", "/api/v1/recordings/{id}",                   recordings_delete, 0 },
+	{ "POST",   "/api/v1/recordings/{id}/stop",              recordings_stop,   0 },
+	{ "POST",   "/api/v1/recordings/{id}/participants",      participants_post, ROUTE_JSON_BODY },
+	{ "GET",    "/api/v1/recordings/{id}/participants",      participants_list, 0 },
+};
+
+const size_t vtp_routes_count = sizeof vtp_routes / sizeof vtp_routes[0];

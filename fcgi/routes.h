@@ -1,0 +1,21 @@
+/* routes.h: the handlers named in the route table, one group per resource file. */
+#ifndef VTP_ROUTES_H
+#define VTP_ROUTES_H
+
+#include "http.h"
+
+/* health.c */
+void health_get(struct vtp_ctx *ctx);
+
+/* recordings.c */
+void recordings_start(struct vtp_ctx *ctx);
+void recordings_stop(struct vtp_ctx *ctx);
+void recordings_list(struct vtp_ctx *ctx);
+void recordings_get(struct vtp_ctx *ctx);
+void recordings_delete(struct vtp_ctx *ctx);
+
+/* participants.c */
+void participants_post(struct vtp_ctx *ctx);
+void participants_list(struct vtp_ctx *ctx);
+
+#endif

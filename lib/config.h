@@ -1,0 +1,39 @@
+/* config.h: settings from defaults, a key = value file and the environment (which wins). */
+#ifndef VTP_CONFIG_H
+#define VTP_CONFIG_H
+
+struct vtp_config {
+	char *database_url;
+	char *jwt_secret;
+	char *jwt_alg;
+	char *jwt_public_key_file;
+	char *jwt_private_key_file;
+	char *jwt_issuer;
+	char *jwt_audience;
+	char *storage_path;
+	char *log_level;
+	long port;
+	long api_threads;
+	long max_body_bytes;
+	long db_connect_timeout_s;
+	long db_statement_timeout_ms;
+	long retry_after_s;
+	long default_retention_days;
+};
+
+/* Fills cfg from built-in defaults, then the file at path (NULL: none), then the
+ * environment. On failure returns -1 and sets *error to a message naming the
+ * file and line (the caller frees it). Release cfg with vtp_config_free(). */
+int vtp_config_load(struct vtp_config *cfg, const char *path, char **error);
+void vtp_config_free(struct vtp_config *cfg);
+
+/* The config file to read: $VTP_CONFIG, else vtp.conf beside the executable
+ * (shared hosting keeps it next to vtp.fcgi), else /etc/vtp/vtp.conf if it
+ * exists, else NULL. The caller frees the result. */
+char *vtp_config_find_file(void);
+
+/* Loads the config found by vtp_config_find_file(), prints any error to
+ * stderr and applies the log level. Returns 0 or -1. */
+int vtp_config_load_default(struct vtp_config *cfg);
+
+#endif

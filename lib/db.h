@@ -1,0 +1,38 @@
+/* db.h: one libpq connection with lazy (re)connection and parameterised queries only. */
+#ifndef VTP_DB_H
+#define VTP_DB_H
+
+#include "config.h"
+
+#include <libpq-fe.h>
+
+enum vtp_db_status {
+	VTP_DB_OK = 0,
+	VTP_DB_UNAVAILABLE, /* cannot connect, connection lost, or statement timed out */
+	VTP_DB_ERROR,	    /* the statement failed (see sqlstate) */
+};
+
+struct vtp_db {
+	PGconn *conn;
+	const struct vtp_config *cfg;
+	const char *application_name;
+	char sqlstate[6]; /* SQLSTATE of the last failed statement, "" when none */
+};
+
+/* cfg must outlive db. Nothing connects until the first query. */
+void vtp_db_init(struct vtp_db *db, const struct vtp_config *cfg, const char *application_name);
+void vtp_db_close(struct vtp_db *db);
+
+/* Connects if not connected. Returns the connection or NULL when unreachable. */
+PGconn *vtp_db_connect(struct vtp_db *db);
+
+/* Runs one statement with text parameters (NULL entries are SQL NULL). On
+ * VTP_DB_OK, *res holds the result and the caller PQclear()s it; otherwise
+ * *res is NULL. A lost connection is dropped so the next call reconnects. */
+enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *sql, int nparams,
+				const char *const *params);
+
+/* A row's column by name: NULL when the value is SQL NULL. */
+const char *vtp_db_get(const PGresult *res, int row, const char *column);
+
+#endif
