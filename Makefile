@@ -62,7 +62,7 @@ $(addprefix $(BUILD)/asan/,$(PROGRAMS)):
 # Unit tests: one binary per tests/unit/test_*.c, linked with everything but main().
 $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/unit/%.o $(ASAN_API_OBJ) $(ASAN_CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka libcrypto 2>/dev/null)
 
 $(BUILD)/release/%.o: %.c
 	@mkdir -p $(dir $@)
