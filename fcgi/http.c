@@ -177,21 +177,24 @@ int http_query_get(const char *query, const char *name, char *out, size_t out_si
 	return 0;
 }
 
-char *http_query_unknown(const char *query, const char *const *allowed)
+char *http_query_check(const char *query, const char *const *allowed)
 {
 	const char *p = query ? query : "";
+	size_t seen = 0; /* bit i: allowed[i] was given */
 	while (*p) {
 		const char *end = strchr(p, '&');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 		const char *eq = memchr(p, '=', len);
 		size_t key_len = eq ? (size_t)(eq - p) : len;
 		if (key_len > 0) {
-			bool known = false;
-			for (const char *const *a = allowed; *a; a++)
-				if (strlen(*a) == key_len && memcmp(*a, p, key_len) == 0)
-					known = true;
-			if (!known)
-				return xstrndup(p, key_len > 64 ? 64 : key_len);
+			size_t i = 0;
+			while (allowed[i] && !(strlen(allowed[i]) == key_len && memcmp(allowed[i], p, key_len) == 0))
+				i++;
+			if (!allowed[i])
+				return xasprintf("unknown query parameter \"%.*s\"", (int)(key_len > 64 ? 64 : key_len), p);
+			if (seen & ((size_t)1 << i))
+				return xasprintf("query parameter \"%s\" is given more than once", allowed[i]);
+			seen |= (size_t)1 << i;
 		}
 		p += len;
 		if (*p == '&')

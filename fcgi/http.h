@@ -64,8 +64,9 @@ void http_ctx_free(struct vtp_ctx *ctx);
 /* Looks name up in a query string and percent-decodes its value into out.
  * Returns 1 when found, 0 when absent, -1 when malformed or longer than out. */
 int http_query_get(const char *query, const char *name, char *out, size_t out_size);
-/* Returns NULL when every parameter name in query is in allowed (NULL-terminated),
- * else a new string with the first offending name (caller frees). */
-char *http_query_unknown(const char *query, const char *const *allowed);
+/* Returns NULL when every parameter in query is named in allowed (NULL-terminated,
+ * at most 64 names) and none is repeated, else a new message saying which one
+ * is unknown or repeated (caller frees). */
+char *http_query_check(const char *query, const char *const *allowed);
 
 #endif

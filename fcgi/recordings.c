@@ -496,10 +496,10 @@ void recordings_list(struct vtp_ctx *ctx)
 	long limit = 20;
 	int has_status, has_room, has_owner, has_q, has_limit, has_cursor;
 
-	char *unknown = http_query_unknown(ctx->req.query, allowed);
-	if (unknown) {
-		http_problem(ctx, 400, "invalid_query", "unknown query parameter \"%s\"", unknown);
-		free(unknown);
+	char *bad_query = http_query_check(ctx->req.query, allowed);
+	if (bad_query) {
+		http_problem(ctx, 400, "invalid_query", "%s", bad_query);
+		free(bad_query);
 		goto out;
 	}
 	if ((has_status = query_filter(ctx, "status", status, sizeof status)) < 0 ||

@@ -80,11 +80,15 @@ static void test_query_unknown(void **state)
 {
 	(void)state;
 	static const char *const allowed[] = {"limit", "cursor", NULL};
-	assert_null(http_query_unknown("limit=1&cursor=x", allowed));
-	assert_null(http_query_unknown("", allowed));
-	char *bad = http_query_unknown("limit=1&limits=2", allowed);
+	assert_null(http_query_check("limit=1&cursor=x", allowed));
+	assert_null(http_query_check("", allowed));
+	char *bad = http_query_check("limit=1&limits=2", allowed);
 	assert_non_null(bad);
-	assert_string_equal(bad, "limits");
+	assert_string_equal(bad, "unknown query parameter \"limits\"");
+	free(bad);
+	bad = http_query_check("limit=1&cursor=x&limit=2", allowed);
+	assert_non_null(bad);
+	assert_string_equal(bad, "query parameter \"limit\" is given more than once");
 	free(bad);
 }
 
