@@ -22,11 +22,9 @@ int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
 	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
 	PGresult *res = NULL;
 	int ret = -1;
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 3, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
+	res = http_query(ctx, sql, 3, params);
+	if (!res)
 		goto out;
-	}
 	bool can_read = PQntuples(res) == 1 && strcmp(vtp_db_get(res, 0, "can_read"), "t") == 0;
 	bool can_manage = can_read && strcmp(vtp_db_get(res, 0, "can_manage"), "t") == 0;
 	if (!can_read) {
@@ -41,4 +39,18 @@ int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
 out:
 	PQclear(res);
 	return ret;
+}
+
+PGresult *access_query(struct vtp_ctx *ctx, const char *id, enum access_need need, const char *sql)
+{
+	if (access_check(ctx, id, need) < 0)
+		return NULL;
+	const char *params[] = {id};
+	PGresult *res = http_query(ctx, sql, 1, params);
+	if (res && PQntuples(res) == 0) {
+		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+		PQclear(res);
+		res = NULL;
+	}
+	return res;
 }

@@ -4,6 +4,8 @@
 
 #include "http.h"
 
+#include <libpq-fe.h>
+
 #include <stdbool.h>
 
 enum access_need {
@@ -21,6 +23,12 @@ const char *access_sql_bool(bool b);
  * existence must not leak), 403 forbidden (readable, not manageable) or
  * 503/500, and returns -1. */
 int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need);
+
+/* The common start of a per-recording endpoint: access_check(), then sql
+ * with $1 = id. Returns the result (caller PQclear()s), or NULL after
+ * answering: the access failures above, 503/500, or 404 when the statement
+ * returns no row (the recording was deleted meanwhile). */
+PGresult *access_query(struct vtp_ctx *ctx, const char *id, enum access_need need, const char *sql);
 
 /* The SQL condition "the caller ($N: sub, $M: is admin) may read recording r",
  * shared by the list and the check above. */

@@ -88,12 +88,15 @@ void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char 
 	set_body(ctx, status, "application/problem+json", o);
 }
 
-void http_db_failure(struct vtp_ctx *ctx, int db_status)
+PGresult *http_query(struct vtp_ctx *ctx, const char *sql, int nparams, const char *const *params)
 {
-	if (db_status == VTP_DB_UNAVAILABLE)
+	PGresult *res = NULL;
+	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, nparams, params);
+	if (st == VTP_DB_UNAVAILABLE)
 		http_problem(ctx, 503, "db_unavailable", "the database is unavailable; try again shortly");
-	else
+	else if (st != VTP_DB_OK)
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");
+	return res;
 }
 
 void http_serialise(const struct vtp_response *resp, struct vtp_buf *out)
@@ -156,6 +159,38 @@ static int percent_decode(const char *s, size_t len, char *out, size_t out_size)
 	return 0;
 }
 
+/* Checks that s is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points past U+10FFFF): PostgreSQL refuses anything else. */
+static bool valid_utf8(const unsigned char *s)
+{
+	while (*s) {
+		unsigned c = *s;
+		size_t n;
+		unsigned min;
+		if (c < 0x80) {
+			s++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			n = 1, min = 0x80, c &= 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2, min = 0x800, c &= 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3, min = 0x10000, c &= 0x07;
+		} else {
+			return false;
+		}
+		for (size_t i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+			c = (c << 6) | (s[i] & 0x3f);
+		}
+		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
 int http_query_get(const char *query, const char *name, char *out, size_t out_size)
 {
 	size_t name_len = strlen(name);
@@ -168,7 +203,9 @@ int http_query_get(const char *query, const char *name, char *out, size_t out_si
 		if (key_len == name_len && memcmp(p, name, name_len) == 0) {
 			const char *v = eq ? eq + 1 : p + len;
 			size_t vlen = (size_t)(p + len - v);
-			return percent_decode(v, vlen, out, out_size) < 0 ? -1 : 1;
+			if (percent_decode(v, vlen, out, out_size) < 0 || !valid_utf8((const unsigned char *)out))
+				return -1;
+			return 1;
 		}
 		p += len;
 		if (*p == '&')

@@ -50,8 +50,10 @@ struct vtp_ctx {
 /* Sets an RFC 7807 answer. code is a stable snake_case identifier. */
 void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-/* Answers 503 (db unavailable, with Retry-After) or 500 after a failed query. */
-void http_db_failure(struct vtp_ctx *ctx, int db_status);
+/* Runs one statement on the request's connection. Returns the result (caller
+ * PQclear()s), or NULL after answering 503 (database unavailable, with
+ * Retry-After) or 500. */
+struct pg_result *http_query(struct vtp_ctx *ctx, const char *sql, int nparams, const char *const *params);
 /* Sets a JSON answer and takes ownership of body (NULL: no body). */
 void http_json(struct vtp_ctx *ctx, int status, json_object *body);
 void http_header(struct vtp_ctx *ctx, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -62,7 +64,8 @@ void http_serialise(const struct vtp_response *resp, struct vtp_buf *out);
 void http_ctx_free(struct vtp_ctx *ctx);
 
 /* Looks name up in a query string and percent-decodes its value into out.
- * Returns 1 when found, 0 when absent, -1 when malformed or longer than out. */
+ * Returns 1 when found, 0 when absent, -1 when malformed, not UTF-8, or
+ * longer than out. */
 int http_query_get(const char *query, const char *name, char *out, size_t out_size);
 /* Returns NULL when every parameter in query is named in allowed (NULL-terminated,
  * at most 64 names) and none is repeated, else a new message saying which one

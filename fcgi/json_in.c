@@ -4,6 +4,42 @@
 #include <math.h>
 #include <string.h>
 
+/* json-c accepts NaN and Infinity even in strict mode. */
+static bool has_non_finite(json_object *v)
+{
+	switch (json_object_get_type(v)) {
+	case json_type_double: return !isfinite(json_object_get_double(v));
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (has_non_finite(json_object_array_get_idx(v, i)))
+				return true;
+		return false;
+	case json_type_object: {
+		json_object_object_foreach(v, key, val)
+		{
+			(void)key;
+			if (val && has_non_finite(val))
+				return true;
+		}
+		return false;
+	}
+	default: return false;
+	}
+}
+
+/* Scans text already parsed as JSON for the escape \u0000. In valid JSON a
+ * backslash only starts an escape inside a string, so no string state is needed. */
+static bool has_escaped_nul(const char *text, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++)
+		if (text[i] == '\\') {
+			if (i + 5 < len && text[i + 1] == 'u' && memcmp(text + i + 2, "0000", 4) == 0)
+				return true;
+			i++; /* skip the escaped character, which may be a backslash */
+		}
+	return false;
+}
+
 json_object *json_in_parse(struct vtp_ctx *ctx, const char *body, size_t len)
 {
 	json_tokener *tok = json_tokener_new_ex(JSON_IN_MAX_DEPTH);
@@ -36,9 +72,16 @@ json_object *json_in_parse(struct vtp_ctx *ctx, const char *body, size_t len)
 		}
 	if (!json_object_is_type(obj, json_type_object)) {
 		http_problem(ctx, 400, "invalid_json", "the request body must be a JSON object");
-		json_object_put(obj);
-		obj = NULL;
+	} else if (has_non_finite(obj)) {
+		http_problem(ctx, 400, "invalid_json", "NaN and Infinity are not JSON numbers");
+	} else if (has_escaped_nul(body, len)) {
+		/* json-c keeps C strings: a key or value would be cut at the NUL. */
+		http_problem(ctx, 422, "invalid_value", "strings must not contain NUL characters (\\u0000)");
+	} else {
+		goto out;
 	}
+	json_object_put(obj);
+	obj = NULL;
 out:
 	json_tokener_free(tok);
 	return obj;
@@ -126,11 +169,6 @@ int json_in_text(struct vtp_ctx *ctx, json_object *obj, const char *name, const 
 	if (!v)
 		return 0;
 	const char *s = json_object_get_string(v);
-	size_t bytes = (size_t)json_object_get_string_len(v);
-	if (strlen(s) != bytes) {
-		http_problem(ctx, 422, "invalid_value", "field \"%s%s\" contains a NUL character", where, name);
-		return -1;
-	}
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
 		if ((*p < 0x20 || *p == 0x7f) && !(multiline && (*p == '\r' || *p == '\n' || *p == '\t'))) {
 			http_problem(ctx, 422, "invalid_value", "field \"%s%s\" contains a control character", where,

@@ -18,8 +18,9 @@ struct json_field {
 	bool required;
 };
 
-/* Parses body as exactly one JSON object. Returns it (caller json_object_put()s)
- * or NULL after answering 400 invalid_json on ctx. */
+/* Parses body as exactly one JSON object with finite numbers and no NUL in
+ * any string. Returns it (caller json_object_put()s) or NULL after answering
+ * 400 invalid_json (or 422 invalid_value for a NUL) on ctx. */
 json_object *json_in_parse(struct vtp_ctx *ctx, const char *body, size_t len);
 
 /* Checks obj against spec (n fields): no unknown fields (400 unknown_field), each
@@ -38,8 +39,8 @@ size_t json_in_utf8_length(const char *s);
 
 
 
-/* Reads an optional string field as text of min..max characters with no NUL
- * and no control characters (except CR, LF and tab when multiline). Sets *out
+/* Reads an optional string field as text of min..max characters with no
+ * control characters (except CR, LF and tab when multiline). Sets *out
  * to the string (owned by obj) or NULL when absent. Returns 0, or -1 after
  * answering 422 invalid_value on ctx. Its type must already be checked. */
 int json_in_text(struct vtp_ctx *ctx, json_object *obj, const char *name, const char *where, size_t min,

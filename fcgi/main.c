@@ -39,10 +39,13 @@ static int fcgi_read(void *io, char *buf, int n)
 	return FCGX_GetStr(buf, n, (FCGX_Stream *)io);
 }
 
+/* A CGI body is CONTENT_LENGTH bytes of stdin; io points at what is left of it. */
 static int cgi_read(void *io, char *buf, int n)
 {
-	(void)io;
-	size_t got = fread(buf, 1, (size_t)n, stdin);
+	long long *left = io;
+	size_t want = *left < n ? (size_t)*left : (size_t)n;
+	size_t got = want ? fread(buf, 1, want, stdin) : 0;
+	*left -= (long long)got;
 	return ferror(stdin) ? -1 : (int)got;
 }
 
@@ -138,7 +141,11 @@ static int run_cgi(void)
 {
 	struct vtp_db db;
 	vtp_db_init(&db, &app.cfg, "vtp-api");
-	serve_one(&db, cgi_param, NULL, cgi_read, NULL, cgi_write, NULL);
+	const char *length = getenv("CONTENT_LENGTH");
+	long long body_left = length ? strtoll(length, NULL, 10) : 0;
+	if (body_left < 0)
+		body_left = 0;
+	serve_one(&db, cgi_param, NULL, cgi_read, &body_left, cgi_write, NULL);
 	vtp_db_close(&db);
 	return 0;
 }

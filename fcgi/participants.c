@@ -108,11 +108,9 @@ void participants_post(struct vtp_ctx *ctx)
 	}
 	const char *params[] = {id, user_id, display_name, sent[0] ? sent : NULL, received[0] ? received : NULL,
 				lost[0] ? lost : NULL};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, sql == stats_sql ? 6 : 3, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
+	res = http_query(ctx, sql, sql == stats_sql ? 6 : 3, params);
+	if (!res)
 		goto out;
-	}
 	http_json(ctx, 204, NULL);
 out:
 	PQclear(res);
@@ -130,15 +128,9 @@ void participants_list(struct vtp_ctx *ctx)
 		" packets_lost + packets_lost_closed AS packets_lost"
 		" FROM recording_participants WHERE recording_id = $1 ORDER BY joined_at, user_id";
 	const char *id = ctx->params[0];
-	PGresult *res = NULL;
-	if (access_check(ctx, id, ACCESS_MANAGE) < 0)
+	PGresult *res = access_query(ctx, id, ACCESS_MANAGE, sql);
+	if (!res)
 		goto out;
-	const char *params[] = {id};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 1, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
-		goto out;
-	}
 	json_object *items = json_object_new_array();
 	for (int i = 0; i < PQntuples(res); i++) {
 		json_object *p = json_object_new_object();

@@ -41,18 +41,27 @@ static json_object *string_or_null(const char *s)
 	return s ? json_object_new_string(s) : NULL;
 }
 
+/* Where the host of a URL's authority starts: after the last '@' before the
+ * path, query or fragment, as libavformat's av_url_split() reads it. */
+static const char *url_host(const char *authority)
+{
+	const char *end = authority + strcspn(authority, "/?#");
+	const char *host = authority;
+	for (const char *p = authority; p < end; p++)
+		if (*p == '@')
+			host = p + 1;
+	return host;
+}
+
 /* A URL as we show it: without "user:password@" (stream keys stay private). */
 static json_object *public_url(const char *url)
 {
 	const char *scheme_end = strstr(url, "://");
 	if (!scheme_end)
 		return json_object_new_string(url);
-	const char *host = scheme_end + 3;
-	const char *at = strchr(host, '@');
-	const char *slash = strchr(host, '/');
-	if (!at || (slash && slash < at))
-		return json_object_new_string(url);
-	char *shown = xasprintf("%.*s%s", (int)(host - url), url, at + 1);
+	const char *authority = scheme_end + 3;
+	const char *host = url_host(authority);
+	char *shown = xasprintf("%.*s%s", (int)(authority - url), url, host);
 	json_object *o = json_object_new_string(shown);
 	free(shown);
 	return o;
@@ -110,11 +119,9 @@ static json_object *jobs_by_recording(struct vtp_ctx *ctx, const PGresult *recor
 		vtp_buf_printf(&ids, "%s%s", i ? "," : "", vtp_db_get(recordings, i, "id"));
 	vtp_buf_puts(&ids, "}");
 	const char *params[] = {ids.data};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 1, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
+	res = http_query(ctx, sql, 1, params);
+	if (!res)
 		goto out;
-	}
 	map = json_object_new_object();
 	for (int i = 0; i < PQntuples(res); i++) {
 		const char *rid = vtp_db_get(res, i, "recording_id");
@@ -199,10 +206,7 @@ static const char *url_problem(const char *url)
 			known = true;
 	if (!known)
 		return "must be an rtmp://, rtmps://, srt://, rtsp:// or rtsps:// URL";
-	const char *host = strstr(url, "://") + 3;
-	const char *at = strchr(host, '@');
-	if (at && at < host + strcspn(host, "/"))
-		host = at + 1;
+	const char *host = url_host(strstr(url, "://") + 3);
 	if (strcspn(host, ":/?#") == 0)
 		return "has no host";
 	for (const char *p = url; *p; p++)
@@ -304,11 +308,14 @@ void recordings_start(struct vtp_ctx *ctx)
 		{"retention_days", FIELD_INTEGER, false},
 		{"profiles", FIELD_ARRAY, false},
 	};
+	/* The recording and the job that will capture it commit together. */
 	static const char sql[] =
-		"INSERT INTO recordings AS r (title, room_id, owner_id, source_type, source_sdp, source_url,"
-		" retention_days, profiles)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::text[], '{1080p,720p,480p,360p}'))"
-		" RETURNING " RECORDING_COLUMNS;
+		"WITH r AS (INSERT INTO recordings (title, room_id, owner_id, source_type, source_sdp, source_url,"
+		"  retention_days, profiles)"
+		"  VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::text[], '{1080p,720p,480p,360p}'))"
+		"  RETURNING *),"
+		" job AS (INSERT INTO jobs (kind, recording_id, priority) SELECT 'record', id, 10 FROM r)"
+		" SELECT " RECORDING_COLUMNS " FROM r";
 	json_object *body = NULL;
 	PGresult *res = NULL;
 	struct vtp_buf profiles = {0};
@@ -338,11 +345,9 @@ void recordings_start(struct vtp_ctx *ctx)
 		goto out;
 
 	const char *params[] = {title, room_id, ctx->who.sub, type, sdp, url, retention, profile_list ? profiles.data : NULL};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 8, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
+	res = http_query(ctx, sql, 8, params);
+	if (!res)
 		goto out;
-	}
 	log_info("recording %s started by %s in room %s", vtp_db_get(res, 0, "id"), ctx->who.sub, room_id);
 	http_header(ctx, "Location", "/api/v1/recordings/%s", vtp_db_get(res, 0, "id"));
 	answer_recording(ctx, 201, res);
@@ -357,19 +362,9 @@ void recordings_get(struct vtp_ctx *ctx)
 {
 	static const char sql[] = "SELECT " RECORDING_COLUMNS " FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
 	const char *id = ctx->params[0];
-	PGresult *res = NULL;
-	if (access_check(ctx, id, ACCESS_READ) < 0)
+	PGresult *res = access_query(ctx, id, ACCESS_READ, sql);
+	if (!res)
 		goto out;
-	const char *params[] = {id};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 1, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
-		goto out;
-	}
-	if (PQntuples(res) == 0) { /* deleted between the check and now */
-		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
-		goto out;
-	}
 	answer_recording(ctx, 200, res);
 out:
 	PQclear(res);
@@ -377,27 +372,22 @@ out:
 
 void recordings_stop(struct vtp_ctx *ctx)
 {
+	/* The recorder learns of the stop through its job's cancel_requested_at
+	 * (and the NOTIFY a worker listens for); it finalises the file. */
 	static const char sql[] =
 		"WITH cur AS (SELECT id, status FROM recordings WHERE id = $1 AND deleted_at IS NULL FOR UPDATE),"
 		" upd AS (UPDATE recordings r SET status = 'stopping', stopped_at = clock_timestamp(),"
 		"  updated_at = clock_timestamp()"
 		"  FROM cur WHERE r.id = cur.id AND cur.status IN ('pending', 'recording')"
-		"  RETURNING " RECORDING_COLUMNS ")"
+		"  RETURNING " RECORDING_COLUMNS "),"
+		" signal AS (UPDATE jobs SET cancel_requested_at = now(), updated_at = now()"
+		"  WHERE recording_id IN (SELECT id FROM upd) AND kind = 'record'"
+		"  AND state IN ('queued', 'running') AND cancel_requested_at IS NULL)"
 		" SELECT cur.status AS previous_status, upd.* FROM cur LEFT JOIN upd ON true";
 	const char *id = ctx->params[0];
-	PGresult *res = NULL;
-	if (access_check(ctx, id, ACCESS_MANAGE) < 0)
+	PGresult *res = access_query(ctx, id, ACCESS_MANAGE, sql);
+	if (!res)
 		goto out;
-	const char *params[] = {id};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 1, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
-		goto out;
-	}
 	if (!vtp_db_get(res, 0, "id")) {
 		http_problem(ctx, 409, "recording_not_active",
 			     "the recording is %s; only a pending or recording one can be stopped",
@@ -425,19 +415,9 @@ void recordings_delete(struct vtp_ctx *ctx)
 		" INSERT INTO jobs (kind, recording_id, priority)"
 		" SELECT 'purge', id, 50 FROM del RETURNING id";
 	const char *id = ctx->params[0];
-	PGresult *res = NULL;
-	if (access_check(ctx, id, ACCESS_MANAGE) < 0)
+	PGresult *res = access_query(ctx, id, ACCESS_MANAGE, sql);
+	if (!res)
 		goto out;
-	const char *params[] = {id};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 1, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
-		goto out;
-	}
 	log_info("recording %s deleted by %s; purge job %s", id, ctx->who.sub, vtp_db_get(res, 0, "id"));
 	http_json(ctx, 204, NULL);
 out:
@@ -551,11 +531,9 @@ void recordings_list(struct vtp_ctx *ctx)
 		access_sql_bool(access_is_admin(ctx)),
 		limit_plus_one,
 	};
-	enum vtp_db_status st = vtp_db_query(ctx->db, &res, sql, 9, params);
-	if (st != VTP_DB_OK) {
-		http_db_failure(ctx, st);
+	res = http_query(ctx, sql, 9, params);
+	if (!res)
 		goto out;
-	}
 	int rows = PQntuples(res);
 	bool more = rows > limit;
 	if (more)

@@ -74,6 +74,11 @@ static void test_query_get(void **state)
 	assert_int_equal(http_query_get("a=%2", "a", out, sizeof out), -1);
 	assert_int_equal(http_query_get("a=%00", "a", out, sizeof out), -1);
 	assert_int_equal(http_query_get("a=0123456789abcdef", "a", out, sizeof out), -1);
+	assert_int_equal(http_query_get("a=%C3%A9t%C3%A9", "a", out, sizeof out), 1); /* "été" */
+	assert_int_equal(http_query_get("a=%FF", "a", out, sizeof out), -1);
+	assert_int_equal(http_query_get("a=%C3", "a", out, sizeof out), -1);
+	assert_int_equal(http_query_get("a=%C0%AF", "a", out, sizeof out), -1);	  /* overlong '/' */
+	assert_int_equal(http_query_get("a=%ED%A0%80", "a", out, sizeof out), -1); /* a surrogate */
 }
 
 static void test_query_unknown(void **state)
