@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void utf8_sanitise(const char *s, struct vtp_buf *out);
+
 const char *http_reason(int status)
 {
 	switch (status) {
@@ -23,6 +25,7 @@ const char *http_reason(int status)
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
+	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 415: return "Unsupported Media Type";
 	case 416: return "Range Not Satisfiable";
@@ -78,7 +81,10 @@ void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char 
 	json_object_object_add(o, "title", json_object_new_string(http_reason(status)));
 	json_object_object_add(o, "status", json_object_new_int(status));
 	json_object_object_add(o, "code", json_object_new_string(code));
-	json_object_object_add(o, "detail", json_object_new_string(detail));
+	struct vtp_buf clean = {0};
+	utf8_sanitise(detail, &clean);
+	json_object_object_add(o, "detail", json_object_new_string(clean.data ? clean.data : ""));
+	vtp_buf_free(&clean);
 	/* A problem replaces whatever headers a handler had prepared. */
 	vtp_buf_reset(&ctx->resp.headers);
 	if (status == 401)
@@ -159,36 +165,54 @@ static int percent_decode(const char *s, size_t len, char *out, size_t out_size)
 	return 0;
 }
 
-/* Checks that s is well-formed UTF-8 (no overlong forms, surrogates or
- * code points past U+10FFFF): PostgreSQL refuses anything else. */
+/* The length of the well-formed UTF-8 character at s (1 to 4), or 0 when
+ * it is not one (overlong forms, surrogates, past U+10FFFF, cut short). */
+static size_t utf8_char_length(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t n;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if ((c & 0xe0) == 0xc0)
+		n = 1, min = 0x80, c &= 0x1f;
+	else if ((c & 0xf0) == 0xe0)
+		n = 2, min = 0x800, c &= 0x0f;
+	else if ((c & 0xf8) == 0xf0)
+		n = 3, min = 0x10000, c &= 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i <= n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return n + 1;
+}
+
+/* PostgreSQL and JSON parsers refuse anything but well-formed UTF-8. */
 static bool valid_utf8(const unsigned char *s)
 {
-	while (*s) {
-		unsigned c = *s;
-		size_t n;
-		unsigned min;
-		if (c < 0x80) {
-			s++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			n = 1, min = 0x80, c &= 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			n = 2, min = 0x800, c &= 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			n = 3, min = 0x10000, c &= 0x07;
-		} else {
+	for (size_t n; *s; s += n)
+		if ((n = utf8_char_length(s)) == 0)
 			return false;
-		}
-		for (size_t i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return false;
-			c = (c << 6) | (s[i] & 0x3f);
-		}
-		if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-			return false;
-		s += n + 1;
-	}
 	return true;
+}
+
+/* Copies s into out as well-formed UTF-8: a byte that starts no valid
+ * character becomes U+FFFD. Problem details quote what clients sent. */
+static void utf8_sanitise(const char *s, struct vtp_buf *out)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t n; *p; p += n ? n : 1) {
+		n = utf8_char_length(p);
+		if (n)
+			vtp_buf_append(out, p, n);
+		else
+			vtp_buf_puts(out, "\xef\xbf\xbd");
+	}
 }
 
 int http_query_get(const char *query, const char *name, char *out, size_t out_size)

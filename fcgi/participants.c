@@ -126,9 +126,14 @@ void participants_list(struct vtp_ctx *ctx)
 		" bytes_sent + bytes_sent_closed AS bytes_sent,"
 		" bytes_received + bytes_received_closed AS bytes_received,"
 		" packets_lost + packets_lost_closed AS packets_lost"
-		" FROM recording_participants WHERE recording_id = $1 ORDER BY joined_at, user_id";
+		" FROM recording_participants p WHERE recording_id = $1 ORDER BY p.joined_at, p.user_id";
 	const char *id = ctx->params[0];
-	PGresult *res = access_query(ctx, id, ACCESS_MANAGE, sql);
+	PGresult *res = NULL;
+	/* Not access_query(): an empty list is an answer, not a missing recording. */
+	if (access_check(ctx, id, ACCESS_MANAGE) < 0)
+		goto out;
+	const char *params[] = {id};
+	res = http_query(ctx, sql, 1, params);
 	if (!res)
 		goto out;
 	json_object *items = json_object_new_array();

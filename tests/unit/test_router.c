@@ -203,6 +203,9 @@ static void test_dispatch_checks_uuid_and_body(void **state)
 	char *auth = admin_header();
 	assert_int_equal(dispatch("GET", "/api/v1/recordings/not-a-uuid", auth, NULL, NULL, out, sizeof out), 400);
 	assert_non_null(strstr(out, "invalid_uuid"));
+	/* What a client sent is quoted in the detail as well-formed UTF-8 only. */
+	assert_int_equal(dispatch("GET", "/api/v1/recordings/\xff\xfe\xc3", auth, NULL, NULL, out, sizeof out), 400);
+	assert_non_null(strstr(out, "\\\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\\\" is not"));
 	assert_int_equal(dispatch("POST", "/api/v1/recordings/start", auth, "text/plain", "{}", out, sizeof out), 415);
 	assert_int_equal(
 		dispatch("POST", "/api/v1/recordings/start", auth, "application/json; charset=latin1", "{}", out, sizeof out),
