@@ -8,8 +8,10 @@ CC      ?= cc
 PYTHON  := /usr/bin/python3
 
 PKGS        := fcgi json-c libjwt libpq
-PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+MEDIA_PKGS  := libavformat libavcodec libavutil
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(MEDIA_PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+MEDIA_LIBS  := $(shell pkg-config --libs $(MEDIA_PKGS) 2>/dev/null)
 VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 
 WARNINGS := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
@@ -19,9 +21,10 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -I. -DVTP_VERSION='"$(VERSION)"' $(WARNING
 LDLIBS   := $(PKG_LIBS) -lpthread -lm
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-LIB_SRC    := lib/mem.c lib/log.c lib/config.c lib/db.c lib/auth.c lib/migrate.c
-API_SRC    := fcgi/http.c fcgi/json_in.c fcgi/router.c fcgi/routes.c fcgi/access.c \
-              fcgi/health.c fcgi/recordings.c fcgi/participants.c
+# Every .c in a folder belongs to its program; main() lives in the file named below.
+LIB_SRC    := $(sort $(wildcard lib/*.c))
+API_SRC    := $(filter-out fcgi/main.c,$(sort $(wildcard fcgi/*.c)))
+WORKER_SRC := $(filter-out worker/main.c,$(sort $(wildcard worker/*.c)))
 SQL_FILES  := $(sort $(wildcard sql/[0-9]*.sql))
 GEN_SRC    := $(BUILD)/gen/migrations.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(sort $(wildcard tests/unit/test_*.c)))
@@ -38,31 +41,34 @@ CORE_OBJ      := $(call obj,release,$(LIB_SRC) $(GEN_SRC))
 API_OBJ       := $(call obj,release,$(API_SRC))
 ASAN_CORE_OBJ := $(call obj,asan,$(LIB_SRC) $(GEN_SRC))
 ASAN_API_OBJ  := $(call obj,asan,$(API_SRC))
+WORKER_OBJ      := $(call obj,release,$(WORKER_SRC))
+ASAN_WORKER_OBJ := $(call obj,asan,$(WORKER_SRC))
 
-.PHONY: all test unit integration run stop install clean deps fuzz lint-openapi
+.PHONY: all test unit integration run stop install clean deps fuzz lint-openapi bench
 .DEFAULT_GOAL := all
 
 all: $(addprefix $(BUILD)/,$(PROGRAMS))
 
 $(BUILD)/vtp-api: $(call obj,release,$(MAIN_vtp-api)) $(API_OBJ) $(CORE_OBJ)
-$(BUILD)/vtp-worker: $(call obj,release,$(MAIN_vtp-worker)) $(CORE_OBJ)
+$(BUILD)/vtp-worker: $(call obj,release,$(MAIN_vtp-worker)) $(WORKER_OBJ) $(CORE_OBJ)
 $(BUILD)/vtp-migrate: $(call obj,release,$(MAIN_vtp-migrate)) $(CORE_OBJ)
 $(BUILD)/vtp-token: $(call obj,release,$(MAIN_vtp-token)) $(CORE_OBJ)
+$(BUILD)/vtp-worker $(BUILD)/asan/vtp-worker: LDLIBS += $(MEDIA_LIBS)
 $(addprefix $(BUILD)/,$(PROGRAMS)):
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The same programs built with AddressSanitizer and UBSan, for the tests.
 $(BUILD)/asan/vtp-api: $(call obj,asan,$(MAIN_vtp-api)) $(ASAN_API_OBJ) $(ASAN_CORE_OBJ)
-$(BUILD)/asan/vtp-worker: $(call obj,asan,$(MAIN_vtp-worker)) $(ASAN_CORE_OBJ)
+$(BUILD)/asan/vtp-worker: $(call obj,asan,$(MAIN_vtp-worker)) $(ASAN_WORKER_OBJ) $(ASAN_CORE_OBJ)
 $(BUILD)/asan/vtp-migrate: $(call obj,asan,$(MAIN_vtp-migrate)) $(ASAN_CORE_OBJ)
 $(BUILD)/asan/vtp-token: $(call obj,asan,$(MAIN_vtp-token)) $(ASAN_CORE_OBJ)
 $(addprefix $(BUILD)/asan/,$(PROGRAMS)):
 	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS)
 
 # Unit tests: one binary per tests/unit/test_*.c, linked with everything but main().
-$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/unit/%.o $(ASAN_API_OBJ) $(ASAN_CORE_OBJ)
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/unit/%.o $(ASAN_API_OBJ) $(ASAN_WORKER_OBJ) $(ASAN_CORE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs cmocka libcrypto 2>/dev/null)
+	$(CC) $(SANITIZE) -o $@ $^ $(LDLIBS) $(MEDIA_LIBS) $(shell pkg-config --libs cmocka libcrypto 2>/dev/null)
 
 $(BUILD)/release/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -95,6 +101,10 @@ unit: all $(addprefix $(BUILD)/asan/,$(PROGRAMS)) $(addprefix $(BUILD)/asan/test
 
 integration: all $(addprefix $(BUILD)/asan/,$(PROGRAMS))
 	VTP_BUILD_DIR=$(BUILD)/asan $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
+
+# Benchmarks print figures and ratios against baselines of the same run; not part of test.
+bench: all
+	$(PYTHON) bench/queue_bench.py
 
 lint-openapi:
 	npm run --silent lint:openapi

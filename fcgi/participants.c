@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Totals stop at the largest bigint instead of overflowing into an error:
+ * a client may report up to 2^53 per connection over many connections. */
+#define SATURATED_SUM(A, B) "LEAST((" A ")::numeric + (" B "), 9223372036854775807)::bigint"
+
 /* Counters come from an SFU as running totals for the participant's current
  * connection. A join after a leave opens a new connection, so the totals of
  * the closed one move to *_closed and the running ones start again. */
@@ -19,9 +23,9 @@ static const char join_sql[] =
 	"  display_name = COALESCE(EXCLUDED.display_name, p.display_name),"
 	"  present_since = COALESCE(p.present_since, now()),"
 	"  left_at = NULL,"
-	"  bytes_sent_closed = p.bytes_sent_closed + CASE WHEN p.present_since IS NULL THEN p.bytes_sent ELSE 0 END,"
-	"  bytes_received_closed = p.bytes_received_closed + CASE WHEN p.present_since IS NULL THEN p.bytes_received ELSE 0 END,"
-	"  packets_lost_closed = p.packets_lost_closed + CASE WHEN p.present_since IS NULL THEN p.packets_lost ELSE 0 END,"
+	"  bytes_sent_closed = " SATURATED_SUM("p.bytes_sent_closed", "CASE WHEN p.present_since IS NULL THEN p.bytes_sent ELSE 0 END") ","
+	"  bytes_received_closed = " SATURATED_SUM("p.bytes_received_closed", "CASE WHEN p.present_since IS NULL THEN p.bytes_received ELSE 0 END") ","
+	"  packets_lost_closed = " SATURATED_SUM("p.packets_lost_closed", "CASE WHEN p.present_since IS NULL THEN p.packets_lost ELSE 0 END") ","
 	"  bytes_sent = CASE WHEN p.present_since IS NULL THEN 0 ELSE p.bytes_sent END,"
 	"  bytes_received = CASE WHEN p.present_since IS NULL THEN 0 ELSE p.bytes_received END,"
 	"  packets_lost = CASE WHEN p.present_since IS NULL THEN 0 ELSE p.packets_lost END,"
@@ -123,9 +127,9 @@ void participants_list(struct vtp_ctx *ctx)
 	static const char sql[] =
 		"SELECT user_id, display_name, vtp_rfc3339(joined_at) AS joined_at, vtp_rfc3339(left_at) AS left_at,"
 		" total_s + COALESCE(extract(epoch FROM now() - present_since)::double precision, 0) AS total_s,"
-		" bytes_sent + bytes_sent_closed AS bytes_sent,"
-		" bytes_received + bytes_received_closed AS bytes_received,"
-		" packets_lost + packets_lost_closed AS packets_lost"
+		" " SATURATED_SUM("bytes_sent", "bytes_sent_closed") " AS bytes_sent,"
+		" " SATURATED_SUM("bytes_received", "bytes_received_closed") " AS bytes_received,"
+		" " SATURATED_SUM("packets_lost", "packets_lost_closed") " AS packets_lost"
 		" FROM recording_participants p WHERE recording_id = $1 ORDER BY p.joined_at, p.user_id";
 	const char *id = ctx->params[0];
 	PGresult *res = NULL;

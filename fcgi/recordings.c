@@ -6,6 +6,7 @@
 #include "access.h"
 #include "app.h"
 #include "json_in.h"
+#include "recording_json.h"
 #include "router.h"
 
 #include <ctype.h>
@@ -16,14 +17,6 @@
 
 #define MAX_SDP_BYTES 65536
 #define MAX_URL_CHARS 2048
-
-/* The columns every recording answer is built from (see recording_json). */
-#define RECORDING_COLUMNS                                                                                      \
-	"r.id, r.title, r.room_id, r.owner_id, r.status, r.source_type, r.source_url, r.retention_days,"     \
-	" r.duration_s, r.size_bytes, vtp_rfc3339(r.created_at) AS created_at,"                              \
-	" vtp_rfc3339(r.started_at) AS started_at, vtp_rfc3339(r.stopped_at) AS stopped_at,"                 \
-	" vtp_rfc3339(r.updated_at) AS updated_at,"                                                          \
-	" (extract(epoch FROM r.created_at) * 1000000)::bigint AS cursor_us"
 
 static const char *const known_profiles[] = {"1080p", "720p", "480p", "360p"};
 static const char *const statuses[] = {"pending", "recording", "stopping", "processing", "ready", "failed"};
@@ -161,8 +154,7 @@ static json_object *recordings_json(struct vtp_ctx *ctx, const PGresult *res, in
 	return items;
 }
 
-/* Answers with the single recording in res (status 200/201/202). */
-static void answer_recording(struct vtp_ctx *ctx, int status, const PGresult *res)
+void recording_answer(struct vtp_ctx *ctx, int status, const PGresult *res)
 {
 	json_object *items = recordings_json(ctx, res, 1);
 	if (!items)
@@ -350,7 +342,7 @@ void recordings_start(struct vtp_ctx *ctx)
 		goto out;
 	log_info("recording %s started by %s in room %s", vtp_db_get(res, 0, "id"), ctx->who.sub, room_id);
 	http_header(ctx, "Location", "/api/v1/recordings/%s", vtp_db_get(res, 0, "id"));
-	answer_recording(ctx, 201, res);
+	recording_answer(ctx, 201, res);
 out:
 	vtp_buf_free(&profiles);
 	PQclear(res);
@@ -365,7 +357,7 @@ void recordings_get(struct vtp_ctx *ctx)
 	PGresult *res = access_query(ctx, id, ACCESS_READ, sql);
 	if (!res)
 		goto out;
-	answer_recording(ctx, 200, res);
+	recording_answer(ctx, 200, res);
 out:
 	PQclear(res);
 }
@@ -395,7 +387,7 @@ void recordings_stop(struct vtp_ctx *ctx)
 		goto out;
 	}
 	log_info("recording %s stopped by %s", id, ctx->who.sub);
-	answer_recording(ctx, 202, res);
+	recording_answer(ctx, 202, res);
 out:
 	PQclear(res);
 }

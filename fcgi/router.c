@@ -147,15 +147,28 @@ static int authenticate(struct vtp_ctx *ctx)
 	return 0;
 }
 
-/* Every {id} parameter must be a canonical UUID. */
+/* A positive decimal integer of at most 18 digits, without leading zeros. */
+static int is_job_id(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+	return n >= 1 && n <= 18 && s[n] == '\0' && s[0] != '0';
+}
+
+/* Every {id} parameter must be a canonical UUID, every {job_id} a job number. */
 static int check_params(struct vtp_ctx *ctx, const struct route *r)
 {
 	int i = 0;
-	for (const char *p = strchr(r->pattern, '{'); p; p = strchr(p + 1, '{'), i++)
+	for (const char *p = strchr(r->pattern, '{'); p; p = strchr(p + 1, '{'), i++) {
 		if (strncmp(p, "{id}", 4) == 0 && !route_is_uuid(ctx->params[i])) {
 			http_problem(ctx, 400, "invalid_uuid", "\"%.40s\" is not a lower-case UUID", ctx->params[i]);
 			return -1;
 		}
+		if (strncmp(p, "{job_id}", 8) == 0 && !is_job_id(ctx->params[i])) {
+			http_problem(ctx, 400, "invalid_job_id", "\"%.40s\" is not a job id (a positive integer)",
+				     ctx->params[i]);
+			return -1;
+		}
+	}
 	return 0;
 }
 

@@ -11,11 +11,12 @@ typedef void (*route_handler)(struct vtp_ctx *ctx);
 enum route_flags {
 	ROUTE_PUBLIC = 1 << 0,	  /* no token needed */
 	ROUTE_JSON_BODY = 1 << 1, /* takes an application/json body, read before the handler runs */
+	ROUTE_RAW_BODY = 1 << 2,  /* the handler streams the body itself (uploads) */
 };
 
 struct route {
 	const char *method;
-	const char *pattern; /* literal segments and {name} parameters; {id} is a UUID */
+	const char *pattern; /* literal segments and {name} parameters; {id} is a UUID, {job_id} a job number */
 	route_handler handler;
 	unsigned flags;
 };

@@ -9,11 +9,17 @@ const struct route vtp_routes[] = {
 	{ "GET",    "/health",                                   health_get,        ROUTE_PUBLIC },
 	{ "POST",   "/api/v1/recordings/start",                  recordings_start,  ROUTE_JSON_BODY },
 	{ "GET",    "/api/v1/recordings",                        recordings_list,   0 },
+	{ "POST",   "/api/v1/recordings",                        recordings_import, ROUTE_RAW_BODY },
 	{ "GET",    "/api/v1/recordings/{id}",                   recordings_get,    0 },
 	{ "DELETE", "/api/v1/recordings/{id}",                   recordings_delete, 0 },
 	{ "POST",   "/api/v1/recordings/{id}/stop",              recordings_stop,   0 },
 	{ "POST",   "/api/v1/recordings/{id}/participants",      participants_post, ROUTE_JSON_BODY },
 	{ "GET",    "/api/v1/recordings/{id}/participants",      participants_list, 0 },
+	{ "GET",    "/api/v1/recordings/{id}/info",              media_info_get,    0 },
+	{ "GET",    "/api/v1/jobs",                              jobs_list,         0 },
+	{ "GET",    "/api/v1/jobs/{job_id}",                     jobs_get,          0 },
+	{ "POST",   "/api/v1/jobs/{job_id}/cancel",              jobs_cancel,       0 },
+	{ "POST",   "/api/v1/jobs/{job_id}/retry",               jobs_retry,        0 },
 };
 
 const size_t vtp_routes_count = sizeof vtp_routes / sizeof vtp_routes[0];

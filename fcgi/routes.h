@@ -14,6 +14,18 @@ void recordings_list(struct vtp_ctx *ctx);
 void recordings_get(struct vtp_ctx *ctx);
 void recordings_delete(struct vtp_ctx *ctx);
 
+/* import.c */
+void recordings_import(struct vtp_ctx *ctx);
+
+/* media_info.c */
+void media_info_get(struct vtp_ctx *ctx);
+
+/* jobs.c */
+void jobs_list(struct vtp_ctx *ctx);
+void jobs_get(struct vtp_ctx *ctx);
+void jobs_cancel(struct vtp_ctx *ctx);
+void jobs_retry(struct vtp_ctx *ctx);
+
 /* participants.c */
 void participants_post(struct vtp_ctx *ctx);
 void participants_list(struct vtp_ctx *ctx);

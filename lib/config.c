@@ -40,10 +40,17 @@ static const struct setting settings[] = {
 	INT(port, "PORT", "8080", 1, 65535),
 	INT(api_threads, "VTP_API_THREADS", "4", 1, 256),
 	INT(max_body_bytes, "VTP_MAX_BODY_BYTES", "1048576", 1024, 1073741824),
+	INT(max_upload_bytes, "VTP_MAX_UPLOAD_BYTES", "4294967296", 1, 1099511627776),
 	INT(db_connect_timeout_s, "VTP_DB_CONNECT_TIMEOUT", "3", 1, 60),
 	INT(db_statement_timeout_ms, "VTP_DB_STATEMENT_TIMEOUT_MS", "5000", 100, 600000),
 	INT(retry_after_s, "VTP_RETRY_AFTER", "5", 1, 3600),
 	INT(default_retention_days, "VTP_DEFAULT_RETENTION_DAYS", "365", 1, 36500),
+	INT(lease_s, "VTP_LEASE_S", "5", 2, 3600),
+	INT(heartbeat_ms, "VTP_HEARTBEAT_MS", "1000", 100, 600000),
+	INT(retry_base_ms, "VTP_RETRY_BASE_MS", "1000", 1, 3600000),
+	INT(shutdown_grace_s, "VTP_SHUTDOWN_GRACE_S", "30", 0, 86400),
+	INT(job_timeout_s, "VTP_JOB_TIMEOUT_S", "0", 0, 604800),
+	INT(job_history_days, "VTP_JOB_HISTORY_DAYS", "30", 1, 36500),
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

@@ -15,10 +15,18 @@ struct vtp_config {
 	long port;
 	long api_threads;
 	long max_body_bytes;
+	long max_upload_bytes; /* largest media upload (POST /api/v1/recordings) */
 	long db_connect_timeout_s;
 	long db_statement_timeout_ms;
 	long retry_after_s;
 	long default_retention_days;
+	/* worker */
+	long lease_s;	       /* a running job's lease; renewed by each heartbeat */
+	long heartbeat_ms;     /* how often the supervisor renews leases and reports progress */
+	long retry_base_ms;    /* first retry delay; doubles with each attempt (capped at one hour) */
+	long shutdown_grace_s; /* on SIGTERM, how long running jobs may finish before they are requeued */
+	long job_timeout_s;    /* 0: each kind's own timeout */
+	long job_history_days; /* finished jobs older than this are pruned */
 };
 
 /* Fills cfg from built-in defaults, then the file at path (NULL: none), then the

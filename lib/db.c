@@ -4,10 +4,16 @@
 #include "log.h"
 #include "mem.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* How long past statement_timeout a silent server is waited for. */
+#define CLIENT_TIMEOUT_MARGIN_MS 1000
 
 /* Server notices ("relation already exists, skipping") are not ours to print. */
 static void ignore_notice(void *arg, const char *message)
@@ -39,9 +45,10 @@ PGconn *vtp_db_connect(struct vtp_db *db)
 		log_error("database_url (DATABASE_URL) is not set");
 		return NULL;
 	}
-	char timeout[16], options[64];
+	char timeout[16], options[256];
 	snprintf(timeout, sizeof timeout, "%ld", db->cfg->db_connect_timeout_s);
-	snprintf(options, sizeof options, "-c statement_timeout=%ld", db->cfg->db_statement_timeout_ms);
+	snprintf(options, sizeof options, "-c statement_timeout=%ld %s", db->cfg->db_statement_timeout_ms,
+		 db->session_options ? db->session_options : "");
 	/* With expand_dbname the URL is expanded in place, and the keywords after
 	 * it (timeouts and a name, never credentials) override what it says. */
 	const char *keys[] = {"dbname", "connect_timeout", "options", "application_name", NULL};
@@ -59,17 +66,60 @@ PGconn *vtp_db_connect(struct vtp_db *db)
 	return db->conn;
 }
 
+/* Sends one statement and waits for its result at most the statement
+ * timeout plus a margin: the server enforces statement_timeout itself, but a
+ * server that stopped answering (frozen, partitioned) would block libpq
+ * forever. Returns the last result (NULL after a timeout, with *timed_out). */
+static PGresult *exec_with_deadline(struct vtp_db *db, const char *sql, int nparams, const char *const *params,
+				    bool *timed_out)
+{
+	PGconn *conn = db->conn;
+	*timed_out = false;
+	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
+		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0); /* reports the error */
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	long limit_ms = db->cfg->db_statement_timeout_ms + CLIENT_TIMEOUT_MARGIN_MS;
+	while (PQisBusy(conn)) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long spent = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (spent >= limit_ms) {
+			*timed_out = true;
+			return NULL;
+		}
+		struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
+		if (poll(&pfd, 1, (int)(limit_ms - spent)) < 0 && errno != EINTR)
+			break;
+		if (!PQconsumeInput(conn))
+			break; /* the connection broke; PQgetResult tells */
+	}
+	PGresult *last = NULL, *r;
+	while ((r = PQgetResult(conn)) != NULL) {
+		/* Keep the first error, else the last result. */
+		if (last && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(last);
+		last = r;
+	}
+	return last ? last : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
+}
+
 enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *sql, int nparams,
 				const char *const *params)
 {
 	*res = NULL;
 	db->sqlstate[0] = '\0';
-	bool was_connected = db->conn != NULL;
+	bool may_retry = db->conn != NULL && !db->in_transaction;
+	if (db->in_transaction && !db->conn)
+		return VTP_DB_UNAVAILABLE; /* the transaction died with its connection */
 	PGconn *conn = vtp_db_connect(db);
 	if (!conn)
 		return VTP_DB_UNAVAILABLE;
-	PGresult *r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	if (was_connected && PQstatus(conn) != CONNECTION_OK) {
+	bool timed_out = false;
+	PGresult *r = exec_with_deadline(db, sql, nparams, params, &timed_out);
+	if (may_retry && !timed_out && PQstatus(conn) != CONNECTION_OK) {
 		/* The server restarted since our last statement, so this one met a
 		 * dead connection: reconnect and send it once more. */
 		PQclear(r);
@@ -77,7 +127,14 @@ enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *s
 		conn = vtp_db_connect(db);
 		if (!conn)
 			return VTP_DB_UNAVAILABLE;
-		r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+		r = exec_with_deadline(db, sql, nparams, params, &timed_out);
+	}
+	if (timed_out) {
+		PQclear(r);
+		log_warn("database did not answer within %ld ms; dropping the connection",
+			 db->cfg->db_statement_timeout_ms + CLIENT_TIMEOUT_MARGIN_MS);
+		vtp_db_close(db);
+		return VTP_DB_UNAVAILABLE;
 	}
 	ExecStatusType st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -104,6 +161,35 @@ enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *s
 	}
 	free(msg);
 	return status;
+}
+
+static enum vtp_db_status run_command(struct vtp_db *db, const char *sql)
+{
+	PGresult *res = NULL;
+	enum vtp_db_status st = vtp_db_query(db, &res, sql, 0, NULL);
+	PQclear(res);
+	return st;
+}
+
+enum vtp_db_status vtp_db_begin(struct vtp_db *db)
+{
+	enum vtp_db_status st = run_command(db, "BEGIN");
+	db->in_transaction = st == VTP_DB_OK;
+	return st;
+}
+
+enum vtp_db_status vtp_db_commit(struct vtp_db *db)
+{
+	enum vtp_db_status st = run_command(db, "COMMIT");
+	db->in_transaction = 0;
+	return st;
+}
+
+void vtp_db_rollback(struct vtp_db *db)
+{
+	if (db->in_transaction && db->conn)
+		run_command(db, "ROLLBACK");
+	db->in_transaction = 0;
 }
 
 const char *vtp_db_get(const PGresult *res, int row, const char *column)

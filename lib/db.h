@@ -16,7 +16,9 @@ struct vtp_db {
 	PGconn *conn;
 	const struct vtp_config *cfg;
 	const char *application_name;
+	const char *session_options; /* extra "-c name=value" for every connection, or NULL */
 	char sqlstate[6]; /* SQLSTATE of the last failed statement, "" when none */
+	int in_transaction; /* set by vtp_db_begin: a lost connection is then never retried */
 };
 
 /* cfg must outlive db. Nothing connects until the first query. */
@@ -31,6 +33,14 @@ PGconn *vtp_db_connect(struct vtp_db *db);
  * *res is NULL. A lost connection is dropped so the next call reconnects. */
 enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *sql, int nparams,
 				const char *const *params);
+
+/* Explicit transactions. Inside one, a statement that meets a lost connection
+ * fails (VTP_DB_UNAVAILABLE) instead of being sent again on a new connection,
+ * where it would run outside the transaction. vtp_db_rollback() is safe to
+ * call after any failure. */
+enum vtp_db_status vtp_db_begin(struct vtp_db *db);
+enum vtp_db_status vtp_db_commit(struct vtp_db *db);
+void vtp_db_rollback(struct vtp_db *db);
 
 /* A row's column by name: NULL when the value is SQL NULL. */
 const char *vtp_db_get(const PGresult *res, int row, const char *column);

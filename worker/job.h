@@ -1,0 +1,56 @@
+/* job.h: what a job kind's code sees while it runs (in a child process), and how it reports back. */
+#ifndef VTP_JOB_H
+#define VTP_JOB_H
+
+#include "../lib/config.h"
+#include "../lib/mem.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct job {
+	int64_t id;
+	char kind[32];
+	char recording_id[37]; /* "" when the job has no recording */
+	json_object *payload;  /* the job's payload object; owned by the job */
+	int attempt;	       /* 1 for the first attempt */
+	const struct vtp_config *cfg;
+	int report_fd;	       /* where job_progress/job_result/job_error write (a pipe to the supervisor) */
+	struct vtp_buf *sink;  /* instead of report_fd when the job runs inside the supervisor */
+};
+
+/* A kind of job. run() does the work: in a child process of its own unless
+ * in_process (only for kinds that cannot crash or hang, like noop). It
+ * returns 0 when the work is done, or -1 after job_error(). */
+struct job_kind {
+	const char *name;
+	int (*run)(struct job *job);
+	/* Run by the supervisor inside the transaction that marks the job
+	 * succeeded, so nothing is published by a worker that lost its lease.
+	 * $1 = recording id, $2 = the JSON given to job_result() (or NULL).
+	 * NULL: nothing to publish. */
+	const char *publish_sql;
+	int timeout_s; /* default; the config may override it */
+	bool in_process;
+};
+
+/* The kind named name, or NULL (worker/kinds.c holds the table). */
+const struct job_kind *job_kind_find(const char *name);
+
+/* Reports progress (0..1) to the supervisor; it travels with the next heartbeat. */
+void job_progress(struct job *job, double fraction);
+/* Hands the job's result to the supervisor; takes ownership of result. */
+void job_result(struct job *job, json_object *result);
+/* Sets the job's readable error (its last_error); printf-style. */
+void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True once the supervisor has asked this job to stop (cancel, shutdown,
+ * timeout). Long loops check it; libav takes job_interrupt_cb. */
+bool job_stop_requested(void);
+int job_interrupt_cb(void *opaque);
+
+/* Child side: installs the SIGTERM handler behind job_stop_requested(). */
+void job_child_init(void);
+
+#endif

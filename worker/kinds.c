@@ -1,0 +1,27 @@
+/* kinds.c: the table of job kinds the worker can run, one row per kind; each kind's code is in its own file. */
+#include "job.h"
+#include "kinds.h"
+
+#include <string.h>
+
+/* $1 recording id, $2 the probe's result (docs/openapi.yaml, RecordingInfo). */
+#define PROBE_PUBLISH_SQL                                                                                      \
+	"UPDATE recordings SET media_info = $2::jsonb,"                                                       \
+	" duration_s = ($2::jsonb ->> 'duration_s')::double precision,"                                       \
+	" size_bytes = COALESCE(($2::jsonb ->> 'size_bytes')::bigint, size_bytes),"                           \
+	" updated_at = clock_timestamp() WHERE id = $1"
+
+static const struct job_kind kinds[] = {
+	/* name     run         publish_sql         timeout_s  in_process */
+	{ "noop",   noop_run,   NULL,               10,        true },
+	{ "probe",  probe_run,  PROBE_PUBLISH_SQL,  120,       false },
+	{ "purge",  purge_run,  NULL,               600,       false },
+};
+
+const struct job_kind *job_kind_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		if (strcmp(kinds[i].name, name) == 0)
+			return &kinds[i];
+	return NULL;
+}

@@ -1,0 +1,24 @@
+/* noop.c: the noop job, for tests and benchmarks: does nothing, or sleeps payload.sleep_ms (stoppable),
+ * or fails with the message payload.fail. With an empty payload it runs inside the supervisor (no fork). */
+#include "kinds.h"
+
+#include <time.h>
+
+int noop_run(struct job *job)
+{
+	json_object *v;
+	if (json_object_object_get_ex(job->payload, "fail", &v)) {
+		job_error(job, "%s", json_object_get_string(v));
+		return -1;
+	}
+	if (json_object_object_get_ex(job->payload, "sleep_ms", &v)) {
+		int64_t left = json_object_get_int64(v);
+		for (; left > 0 && !job_stop_requested(); left -= 10)
+			nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
+		if (job_stop_requested()) {
+			job_error(job, "stopped");
+			return -1;
+		}
+	}
+	return 0;
+}

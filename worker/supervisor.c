@@ -1,0 +1,747 @@
+/* supervisor.c: claims jobs into per-queue slots, runs each in a child process, renews leases, reaps the
+ * dead, and shuts down gracefully. All job SQL is in queue.c. */
+#include "supervisor.h"
+
+#include "../lib/db.h"
+#include "../lib/log.h"
+#include "../lib/mem.h"
+#include "job.h"
+#include "queue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SLOTS 64
+#define IDLE_POLL_MS 5000     /* the slow poll behind LISTEN/NOTIFY */
+#define KILL_AFTER_S 0.5      /* SIGTERM first; SIGKILL if the child is still there after this */
+#define PRUNE_EVERY_S 600.0
+#define MAX_REPORT_BYTES (4 << 20)
+#define UNTIL_IDLE_LOCK "7305870002"
+
+enum stop_reason { STOP_NONE, STOP_CANCEL, STOP_TIMEOUT, STOP_SHUTDOWN, STOP_LEASE_LOST };
+
+enum outcome_kind { OUTCOME_SUCCEEDED, OUTCOME_FAILED, OUTCOME_CANCELLED, OUTCOME_RELEASED, OUTCOME_DROPPED };
+
+struct queue_slots {
+	char name[33];
+	int slots;
+	int busy;
+	struct claim_hint hint;
+};
+
+/* One job this worker holds: running in a child (pid > 0), or finished and
+ * waiting for its outcome to be written (pid == 0, pending). */
+struct slot {
+	bool used;
+	struct claimed_job job;
+	const struct job_kind *kind;
+	struct queue_slots *queue;
+	pid_t pid;
+	int report_fd;
+	struct vtp_buf report; /* bytes of a line not yet complete */
+	double progress;
+	char *result;
+	char *error;
+	double started, deadline, kill_at;
+	enum stop_reason stop;
+	bool pending;	       /* the child is gone; its outcome is not yet in the database */
+	enum outcome_kind outcome;
+	char *outcome_error;
+};
+
+struct supervisor {
+	struct vtp_config *cfg;
+	const struct supervisor_options *options;
+	struct vtp_db db;
+	PGconn *listening; /* the connection LISTEN was issued on */
+	char worker[128];
+	char queue_list[256]; /* "light,heavy" for SQL */
+	struct queue_slots queues[SUPERVISOR_MAX_QUEUES];
+	int n_queues;
+	struct slot slots[MAX_SLOTS];
+	bool want_claim;
+	bool stopping;
+	double stop_deadline; /* when running jobs are stopped and requeued */
+	double next_heartbeat, next_reap, next_prune, next_claim, next_hint_reset;
+	double budget_end;
+	int jobs_done;
+	bool found_nothing; /* the last claim pass found no runnable job */
+	bool claim_failed;  /* the last claim pass met a database error */
+};
+
+static int signal_pipe[2] = {-1, -1};
+static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	else if (sig == SIGHUP)
+		got_hup = 1;
+	else if (sig == SIGCHLD)
+		got_chld = 1;
+	ssize_t w = write(signal_pipe[1], "x", 1);
+	(void)w;
+	errno = saved;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *recording_label(const struct claimed_job *job)
+{
+	return job->recording_id[0] ? job->recording_id : "-";
+}
+
+static int parse_queues(struct supervisor *s)
+{
+	char *copy = xstrdup(s->options->queues);
+	char *save = NULL;
+	int ret = 0;
+	for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		if (s->n_queues == SUPERVISOR_MAX_QUEUES) {
+			log_error("--queues: at most %d queues", SUPERVISOR_MAX_QUEUES);
+			ret = -1;
+			break;
+		}
+		struct queue_slots *q = &s->queues[s->n_queues];
+		char *colon = strchr(item, ':');
+		q->slots = s->options->concurrency;
+		if (colon) {
+			*colon = '\0';
+			q->slots = atoi(colon + 1);
+		}
+		if (!*item || strlen(item) >= sizeof q->name || q->slots < 1 || q->slots > MAX_SLOTS) {
+			log_error("--queues: \"%s\" is not NAME or NAME:SLOTS with 1 to %d slots", item, MAX_SLOTS);
+			ret = -1;
+			break;
+		}
+		snprintf(q->name, sizeof q->name, "%s", item);
+		snprintf(s->queue_list + strlen(s->queue_list), sizeof s->queue_list - strlen(s->queue_list), "%s%s",
+			 s->n_queues ? "," : "", item);
+		s->n_queues++;
+	}
+	free(copy);
+	return s->n_queues ? ret : -1;
+}
+
+/* (Re)connects and LISTENs when needed. Returns true when connected. */
+static bool ensure_listening(struct supervisor *s)
+{
+	PGconn *conn = vtp_db_connect(&s->db);
+	if (!conn)
+		return false;
+	if (conn == s->listening)
+		return true;
+	PGresult *res = NULL;
+	if (vtp_db_query(&s->db, &res, "LISTEN vtp_jobs", 0, NULL) != VTP_DB_OK)
+		return false;
+	PQclear(res);
+	if (vtp_db_query(&s->db, &res, "LISTEN vtp_cancel", 0, NULL) != VTP_DB_OK)
+		return false;
+	PQclear(res);
+	if (s->options->until_idle) {
+		/* One cron run at a time: a second one finds the lock taken and leaves. */
+		if (vtp_db_query(&s->db, &res, "SELECT pg_try_advisory_lock(" UNTIL_IDLE_LOCK ") AS locked", 0, NULL) !=
+		    VTP_DB_OK)
+			return false;
+		bool locked = strcmp(vtp_db_get(res, 0, "locked"), "t") == 0;
+		PQclear(res);
+		if (!locked) {
+			log_info("another vtp-worker --until-idle is running; leaving");
+			s->stopping = true;
+			s->stop_deadline = now_s();
+		}
+	}
+	s->listening = conn;
+	s->want_claim = true; /* catch up on what was queued while we were away */
+	log_info("connected; listening for jobs in %s", s->queue_list);
+	return true;
+}
+
+static struct slot *free_slot(struct supervisor *s)
+{
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (!s->slots[i].used)
+			return &s->slots[i];
+	return NULL;
+}
+
+static void slot_release(struct slot *slot)
+{
+	if (slot->report_fd >= 0)
+		close(slot->report_fd);
+	claimed_job_clear(&slot->job);
+	vtp_buf_free(&slot->report);
+	free(slot->result);
+	free(slot->error);
+	free(slot->outcome_error);
+	if (slot->queue)
+		slot->queue->busy--;
+	memset(slot, 0, sizeof *slot);
+	slot->report_fd = -1;
+}
+
+/* Parses the complete report lines in slot->report (see job.c). */
+static void parse_reports(struct slot *slot)
+{
+	char *line = slot->report.data;
+	char *nl;
+	while (line && (nl = strchr(line, '\n')) != NULL) {
+		*nl = '\0';
+		if (line[0] && line[1] == ' ') {
+			const char *text = line + 2;
+			if (line[0] == 'P') {
+				slot->progress = strtod(text, NULL);
+			} else if (line[0] == 'R') {
+				free(slot->result);
+				slot->result = xstrdup(text);
+			} else if (line[0] == 'E') {
+				free(slot->error);
+				slot->error = xstrdup(text);
+			}
+		}
+		line = nl + 1;
+	}
+	if (line) {
+		size_t rest = strlen(line);
+		memmove(slot->report.data, line, rest + 1);
+		slot->report.len = rest;
+	}
+}
+
+static void read_reports(struct slot *slot)
+{
+	char chunk[8192];
+	ssize_t n;
+	while (slot->report_fd >= 0 && (n = read(slot->report_fd, chunk, sizeof chunk)) > 0) {
+		if (slot->report.len + (size_t)n > MAX_REPORT_BYTES) {
+			log_warn("job %lld: report too large; ignoring the rest", (long long)slot->job.id);
+			continue;
+		}
+		vtp_buf_append(&slot->report, chunk, (size_t)n);
+		parse_reports(slot);
+	}
+}
+
+/* Writes a finished job's outcome. Keeps the slot pending (to try again)
+ * when the database is unreachable. */
+static void write_outcome(struct supervisor *s, struct slot *slot)
+{
+	enum queue_result r = QUEUE_DONE;
+	bool failed = false;
+	const char *what = "";
+	double took = now_s() - slot->started;
+	switch (slot->outcome) {
+	case OUTCOME_SUCCEEDED:
+		r = queue_succeed(&s->db, &slot->job, s->worker, slot->kind ? slot->kind->publish_sql : NULL,
+				  slot->result);
+		what = "succeeded";
+		break;
+	case OUTCOME_FAILED:
+		r = queue_fail(&s->db, &slot->job, s->worker, slot->outcome_error, slot->kind != NULL,
+			       s->cfg->retry_base_ms, &failed);
+		what = failed ? "failed for good" : "failed; will be retried";
+		break;
+	case OUTCOME_CANCELLED:
+		r = queue_cancelled(&s->db, &slot->job, s->worker);
+		what = "cancelled";
+		break;
+	case OUTCOME_RELEASED:
+		r = queue_release(&s->db, &slot->job, s->worker);
+		what = "requeued (shutdown)";
+		break;
+	case OUTCOME_DROPPED:
+		what = "dropped: the lease was lost, nothing published";
+		break;
+	}
+	if (r == QUEUE_DB_ERROR) {
+		slot->pending = true;
+		return;
+	}
+	if (r == QUEUE_LEASE_LOST)
+		what = "finished, but the lease was lost: nothing published";
+	if (slot->outcome == OUTCOME_FAILED && r == QUEUE_DONE)
+		log_warn("job %lld %s recording %s attempt %d: %s after %.2f s: %s", (long long)slot->job.id,
+			 slot->job.kind, recording_label(&slot->job), slot->job.attempt, what, took,
+			 slot->outcome_error);
+	else
+		log_info("job %lld %s recording %s attempt %d: %s after %.2f s", (long long)slot->job.id, slot->job.kind,
+			 recording_label(&slot->job), slot->job.attempt, what, took);
+	s->jobs_done++;
+	slot_release(slot);
+}
+
+static void set_outcome(struct slot *slot, enum outcome_kind outcome, const char *error)
+{
+	slot->outcome = outcome;
+	free(slot->outcome_error);
+	slot->outcome_error = error ? xstrdup(error) : NULL;
+	slot->pending = true;
+}
+
+/* Decides a child's outcome from how it ended and why it was stopped. */
+static void child_ended(struct slot *slot, int status)
+{
+	char why[1200];
+	read_reports(slot);
+	slot->pid = 0;
+	if (slot->stop == STOP_LEASE_LOST) {
+		set_outcome(slot, OUTCOME_DROPPED, NULL);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		set_outcome(slot, OUTCOME_SUCCEEDED, NULL);
+	} else if (slot->stop == STOP_SHUTDOWN) {
+		set_outcome(slot, OUTCOME_RELEASED, NULL);
+	} else if (slot->stop == STOP_CANCEL) {
+		set_outcome(slot, OUTCOME_CANCELLED, NULL);
+	} else if (slot->stop == STOP_TIMEOUT) {
+		snprintf(why, sizeof why, "timed out after %.0f s", slot->deadline - slot->started);
+		set_outcome(slot, OUTCOME_FAILED, why);
+	} else if (WIFSIGNALED(status)) {
+		snprintf(why, sizeof why, "crashed: killed by signal %d (%s)%s%s", WTERMSIG(status),
+			 strsignal(WTERMSIG(status)), slot->error ? "; last report: " : "", slot->error ? slot->error : "");
+		set_outcome(slot, OUTCOME_FAILED, why);
+	} else {
+		snprintf(why, sizeof why, "%s", slot->error ? slot->error : "exited with an error but said nothing");
+		set_outcome(slot, OUTCOME_FAILED, why);
+	}
+}
+
+static void reap_children(struct supervisor *s)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if (s->slots[i].used && s->slots[i].pid == pid)
+				child_ended(&s->slots[i], status);
+}
+
+static void request_stop(struct slot *slot, enum stop_reason reason)
+{
+	if (slot->pid <= 0 || slot->stop != STOP_NONE)
+		return;
+	slot->stop = reason;
+	if (reason == STOP_LEASE_LOST) {
+		kill(slot->pid, SIGKILL); /* someone else owns the job now: no grace */
+		return;
+	}
+	kill(slot->pid, SIGTERM);
+	slot->kill_at = now_s() + KILL_AFTER_S;
+}
+
+/* Runs the job in this process: for kinds that cannot crash or hang. */
+static void run_in_process(struct supervisor *s, struct slot *slot, json_object *payload)
+{
+	struct vtp_buf sink = {0};
+	struct job job = {.id = slot->job.id, .attempt = slot->job.attempt, .cfg = s->cfg, .report_fd = -1, .sink = &sink};
+	snprintf(job.kind, sizeof job.kind, "%s", slot->job.kind);
+	snprintf(job.recording_id, sizeof job.recording_id, "%s", slot->job.recording_id);
+	job.payload = payload;
+	int rc = slot->kind->run(&job);
+	vtp_buf_append(&slot->report, sink.data ? sink.data : "", sink.len);
+	parse_reports(slot);
+	vtp_buf_free(&sink);
+	set_outcome(slot, rc == 0 ? OUTCOME_SUCCEEDED : OUTCOME_FAILED, rc == 0 ? NULL : slot->error ? slot->error : "failed");
+}
+
+/* Starts the child that runs a claimed job. Returns false (after recording
+ * the failure as the job's outcome) when it cannot. */
+static void start_child(struct supervisor *s, struct slot *slot, json_object *payload)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		set_outcome(slot, OUTCOME_FAILED, "cannot create a pipe for the job");
+		return;
+	}
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		set_outcome(slot, OUTCOME_FAILED, "cannot fork a process for the job");
+		return;
+	}
+	if (pid == 0) {
+		/* Child: dies with the supervisor, so a killed worker leaves no
+		 * orphan publishing anything behind its back. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		job_child_init();
+		close(fds[0]);
+		struct job job = {.id = slot->job.id, .attempt = slot->job.attempt, .cfg = s->cfg, .report_fd = fds[1]};
+		snprintf(job.kind, sizeof job.kind, "%s", slot->job.kind);
+		snprintf(job.recording_id, sizeof job.recording_id, "%s", slot->job.recording_id);
+		job.payload = payload;
+		_exit(slot->kind->run(&job) == 0 ? 0 : 1);
+	}
+	close(fds[1]);
+	fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	slot->pid = pid;
+	slot->report_fd = fds[0];
+}
+
+static long timeout_for(const struct supervisor *s, const struct job_kind *kind)
+{
+	return s->cfg->job_timeout_s > 0 ? s->cfg->job_timeout_s : kind->timeout_s;
+}
+
+/* Claims jobs until every queue's slots are full or nothing is runnable. */
+static void claim_pass(struct supervisor *s)
+{
+	s->want_claim = false;
+	s->found_nothing = true;
+	s->claim_failed = false;
+	for (int q = 0; q < s->n_queues; q++) {
+		struct queue_slots *queue = &s->queues[q];
+		while (queue->busy < queue->slots && !s->stopping) {
+			if (s->options->once && s->jobs_done + (queue->busy ? 1 : 0) > 0)
+				return;
+			struct slot *slot = free_slot(s);
+			if (!slot)
+				return;
+			enum queue_result r =
+				queue_claim(&s->db, queue->name, s->worker, s->cfg->lease_s, &queue->hint, &slot->job);
+			if (r != QUEUE_DONE) {
+				if (r == QUEUE_DB_ERROR) {
+					s->claim_failed = true;
+					s->found_nothing = false; /* unknown: --once and --until-idle must not leave */
+				}
+				break;
+			}
+			s->found_nothing = false;
+			slot->used = true;
+			slot->report_fd = -1;
+			slot->queue = queue;
+			queue->busy++;
+			slot->started = now_s();
+			slot->kind = job_kind_find(slot->job.kind);
+			log_info("job %lld %s recording %s attempt %d: started", (long long)slot->job.id, slot->job.kind,
+				 recording_label(&slot->job), slot->job.attempt);
+			json_object *payload = json_tokener_parse(slot->job.payload);
+			if (!slot->kind) {
+				set_outcome(slot, OUTCOME_FAILED, "this worker has no code for this kind of job");
+			} else {
+				slot->deadline = slot->started + (double)timeout_for(s, slot->kind);
+				if (slot->kind->in_process && json_object_object_length(payload) == 0)
+					run_in_process(s, slot, payload);
+				else
+					start_child(s, slot, payload);
+			}
+			json_object_put(payload);
+			if (slot->pending)
+				write_outcome(s, slot);
+			if (s->options->once)
+				return;
+		}
+	}
+}
+
+static void heartbeat_all(struct supervisor *s)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *slot = &s->slots[i];
+		if (!slot->used || slot->pid <= 0 || slot->stop == STOP_LEASE_LOST)
+			continue;
+		bool cancel = false;
+		enum queue_result r = queue_heartbeat(&s->db, &slot->job, s->worker, s->cfg->lease_s, slot->progress, &cancel);
+		if (r == QUEUE_LEASE_LOST) {
+			log_warn("job %lld: lease lost (another worker took it over); stopping it", (long long)slot->job.id);
+			request_stop(slot, STOP_LEASE_LOST);
+		} else if (r == QUEUE_DONE && cancel) {
+			request_stop(slot, STOP_CANCEL);
+		}
+	}
+}
+
+/* A NOTIFY on vtp_cancel carries job ids separated by commas. */
+static void cancel_ids(struct supervisor *s, const char *ids)
+{
+	char *copy = xstrdup(ids), *save = NULL;
+	for (char *id = strtok_r(copy, ",", &save); id; id = strtok_r(NULL, ",", &save))
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if (s->slots[i].used && s->slots[i].pid > 0 && s->slots[i].job.id == strtoll(id, NULL, 10)) {
+				log_info("job %s: cancel requested", id);
+				request_stop(&s->slots[i], STOP_CANCEL);
+			}
+	free(copy);
+}
+
+static void clear_hints(struct supervisor *s)
+{
+	for (int q = 0; q < s->n_queues; q++)
+		s->queues[q].hint.set = false;
+}
+
+static void read_notifications(struct supervisor *s)
+{
+	PGconn *conn = s->db.conn;
+	if (!conn)
+		return;
+	if (PQconsumeInput(conn) == 0 || PQstatus(conn) != CONNECTION_OK) {
+		log_warn("database connection lost; reconnecting");
+		vtp_db_close(&s->db);
+		s->listening = NULL;
+		return;
+	}
+	PGnotify *note;
+	while ((note = PQnotifies(conn)) != NULL) {
+		if (strcmp(note->relname, "vtp_cancel") == 0) {
+			cancel_ids(s, note->extra);
+		} else {
+			s->want_claim = true;
+			clear_hints(s); /* what was queued may sort before a hint */
+		}
+		PQfreemem(note);
+	}
+}
+
+static int running_count(const struct supervisor *s)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_SLOTS; i++)
+		n += s->slots[i].used;
+	return n;
+}
+
+static void begin_shutdown(struct supervisor *s, const char *why)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	s->stop_deadline = now_s() + (double)s->cfg->shutdown_grace_s;
+	log_info("%s: stopping; no new jobs, %d running may finish within %ld s", why, running_count(s),
+		 s->cfg->shutdown_grace_s);
+}
+
+static void reload_config(struct supervisor *s)
+{
+	struct vtp_config fresh;
+	if (vtp_config_load_default(&fresh) < 0) {
+		log_error("SIGHUP: the new configuration has errors; keeping the old one");
+		return;
+	}
+	vtp_config_free(s->cfg);
+	*s->cfg = fresh;
+	log_info("SIGHUP: configuration reloaded");
+}
+
+/* Timers: leases, the reaper, pruning, deadlines and kills. */
+static void run_timers(struct supervisor *s, double now)
+{
+	if (now >= s->next_heartbeat) {
+		heartbeat_all(s);
+		s->next_heartbeat = now + (double)s->cfg->heartbeat_ms / 1000.0;
+	}
+	if (now >= s->next_reap) {
+		if (queue_reap(&s->db, s->cfg->retry_base_ms) > 0)
+			s->want_claim = true;
+		double every = (double)s->cfg->lease_s / 4.0;
+		s->next_reap = now + (every < 1.0 ? 1.0 : every);
+	}
+	if (now >= s->next_hint_reset) {
+		/* Bounds how long a job that became runnable ahead of a hint
+		 * (a scheduled one of a higher priority) can be stepped over. */
+		clear_hints(s);
+		s->next_hint_reset = now + 1.0;
+	}
+	if (now >= s->next_prune) {
+		long n = queue_prune(&s->db, s->cfg->job_history_days);
+		if (n > 0)
+			log_info("pruned %ld finished jobs older than %ld days", n, s->cfg->job_history_days);
+		s->next_prune = now + PRUNE_EVERY_S;
+	}
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *slot = &s->slots[i];
+		if (!slot->used || slot->pid <= 0)
+			continue;
+		if (slot->stop == STOP_NONE && now >= slot->deadline)
+			request_stop(slot, STOP_TIMEOUT);
+		if (s->stopping && slot->stop == STOP_NONE && now >= s->stop_deadline)
+			request_stop(slot, STOP_SHUTDOWN);
+		if (slot->stop != STOP_NONE && slot->kill_at > 0 && now >= slot->kill_at) {
+			kill(slot->pid, SIGKILL);
+			slot->kill_at = 0;
+		}
+		if (slot->stop == STOP_NONE && s->stopping && s->cfg->shutdown_grace_s == 0)
+			request_stop(slot, STOP_SHUTDOWN);
+	}
+	if (s->options->until_idle && s->options->budget_s > 0 && now >= s->budget_end)
+		begin_shutdown(s, "time budget spent");
+}
+
+/* How long poll() may sleep. */
+static int poll_timeout_ms(struct supervisor *s, double now)
+{
+	double next = now + IDLE_POLL_MS / 1000.0;
+	if (running_count(s) > 0 && s->next_heartbeat < next)
+		next = s->next_heartbeat;
+	if (s->next_reap < next)
+		next = s->next_reap;
+	if (s->next_claim < next)
+		next = s->next_claim;
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		const struct slot *slot = &s->slots[i];
+		if (!slot->used)
+			continue;
+		if (slot->pending)
+			next = now + 0.5; /* retry writing the outcome soon */
+		if (slot->kill_at > 0 && slot->kill_at < next)
+			next = slot->kill_at;
+		if (slot->stop == STOP_NONE && slot->deadline < next)
+			next = slot->deadline;
+	}
+	if (s->stopping && s->stop_deadline > now && s->stop_deadline < next)
+		next = s->stop_deadline;
+	double ms = (next - now) * 1000.0;
+	return ms < 0 ? 0 : ms > IDLE_POLL_MS ? IDLE_POLL_MS : (int)ms + 1;
+}
+
+/* Plans the next claim pass for a job scheduled in the future (a backoff). */
+static void schedule_next_claim(struct supervisor *s, double now)
+{
+	long ms = queue_next_run_ms(&s->db, s->queue_list);
+	s->next_claim = ms < 0 ? now + IDLE_POLL_MS / 1000.0 : now + (double)ms / 1000.0;
+}
+
+static bool finished(struct supervisor *s)
+{
+	int running = running_count(s);
+	if (s->stopping)
+		return running == 0;
+	if (s->options->once)
+		return running == 0 && (s->jobs_done > 0 || s->found_nothing);
+	if (s->options->until_idle)
+		return running == 0 && s->found_nothing && s->next_claim > now_s();
+	return false;
+}
+
+static void loop_once(struct supervisor *s)
+{
+	struct pollfd fds[MAX_SLOTS + 2];
+	struct slot *by_fd[MAX_SLOTS + 2] = {0};
+	int n = 0;
+	double now = now_s();
+
+	fds[n++] = (struct pollfd){.fd = signal_pipe[0], .events = POLLIN};
+	if (s->db.conn)
+		fds[n++] = (struct pollfd){.fd = PQsocket(s->db.conn), .events = POLLIN};
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (s->slots[i].used && s->slots[i].report_fd >= 0) {
+			by_fd[n] = &s->slots[i];
+			fds[n++] = (struct pollfd){.fd = s->slots[i].report_fd, .events = POLLIN};
+		}
+	if (poll(fds, (nfds_t)n, poll_timeout_ms(s, now)) < 0 && errno != EINTR)
+		log_warn("poll: %s", strerror(errno));
+	if (fds[0].revents) {
+		char drain[64];
+		while (read(signal_pipe[0], drain, sizeof drain) > 0)
+			;
+	}
+	for (int i = 0; i < n; i++)
+		if (by_fd[i] && fds[i].revents)
+			read_reports(by_fd[i]);
+	if (got_chld) {
+		got_chld = 0;
+		reap_children(s);
+	}
+	if (got_term) {
+		got_term = 0;
+		begin_shutdown(s, "SIGTERM");
+	}
+	if (got_hup) {
+		got_hup = 0;
+		reload_config(s);
+	}
+	read_notifications(s);
+}
+
+int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *options)
+{
+	struct supervisor *s = xcalloc(1, sizeof *s);
+	int ret = 1;
+	s->cfg = cfg;
+	s->options = options;
+	for (int i = 0; i < MAX_SLOTS; i++)
+		s->slots[i].report_fd = -1;
+	if (parse_queues(s) < 0)
+		goto out;
+	char host[64] = "localhost";
+	gethostname(host, sizeof host - 1);
+	snprintf(s->worker, sizeof s->worker, "%s:%d", host, (int)getpid());
+	vtp_db_init(&s->db, cfg, "vtp-worker");
+	/* Job state is at-least-once anyway: a commit lost in a database crash
+	 * only means a job runs again (its lease expires), so the worker does not
+	 * wait for each commit's WAL flush. Outputs are published idempotently. */
+	s->db.session_options = "-c synchronous_commit=off";
+
+	if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		goto out;
+	}
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	double start = now_s();
+	s->budget_end = start + (double)options->budget_s;
+	s->next_prune = start + 5.0;
+	log_info("worker %s starting: queues %s", s->worker, options->queues);
+	while (!finished(s)) {
+		double now = now_s();
+		if (ensure_listening(s)) {
+			for (int i = 0; i < MAX_SLOTS; i++)
+				if (s->slots[i].used && s->slots[i].pending)
+					write_outcome(s, &s->slots[i]);
+			if (!s->stopping && (s->want_claim || now >= s->next_claim)) {
+				claim_pass(s);
+				if (s->claim_failed)
+					s->next_claim = now + 1.0; /* the database refused: no busy loop */
+				else if (s->found_nothing)
+					schedule_next_claim(s, now);
+				else
+					s->next_claim = now; /* more may be waiting */
+			}
+			run_timers(s, now);
+		} else if (s->stopping) {
+			/* No database: jobs cannot be requeued; stop the children and
+			 * let their leases expire for another worker to pick up. */
+			for (int i = 0; i < MAX_SLOTS; i++)
+				if (s->slots[i].used && s->slots[i].pid > 0 && now >= s->stop_deadline)
+					request_stop(&s->slots[i], STOP_SHUTDOWN);
+		}
+		if (finished(s))
+			break;
+		loop_once(s);
+	}
+	log_info("stopped after %d job(s)", s->jobs_done);
+	ret = 0;
+out:
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (s->slots[i].used)
+			slot_release(&s->slots[i]);
+	vtp_db_close(&s->db);
+	free(s);
+	return ret;
+}
