@@ -4,6 +4,7 @@
 #include "../lib/db.h"
 #include "app.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,4 +263,31 @@ char *http_query_check(const char *query, const char *const *allowed)
 			p++;
 	}
 	return NULL;
+}
+
+int http_query_filter(struct vtp_ctx *ctx, const char *name, char *buf, size_t size)
+{
+	int found = http_query_get(ctx->req.query, name, buf, size);
+	if (found < 0) {
+		http_problem(ctx, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes", name,
+			     size - 1);
+		return -1;
+	}
+	return found == 1 && buf[0] != '\0';
+}
+
+int http_query_limit(struct vtp_ctx *ctx, long *limit)
+{
+	char text[16], *end;
+	int given = http_query_filter(ctx, "limit", text, sizeof text);
+	*limit = 20;
+	if (given <= 0)
+		return given;
+	errno = 0;
+	*limit = strtol(text, &end, 10);
+	if (errno || *end || end == text || *limit < 1 || *limit > 100) {
+		http_problem(ctx, 400, "invalid_query", "limit must be an integer from 1 to 100");
+		return -1;
+	}
+	return 0;
 }

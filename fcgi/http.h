@@ -72,4 +72,12 @@ int http_query_get(const char *query, const char *name, char *out, size_t out_si
  * is unknown or repeated (caller frees). */
 char *http_query_check(const char *query, const char *const *allowed);
 
+/* Reads a query parameter for a list filter into buf. Returns 1 when given,
+ * 0 when absent or empty, -1 after answering 400 invalid_query. */
+int http_query_filter(struct vtp_ctx *ctx, const char *name, char *buf, size_t size);
+
+/* Reads "limit" (1 to 100, default 20) into *limit. Returns 0, or -1 after
+ * answering 400 invalid_query. */
+int http_query_limit(struct vtp_ctx *ctx, long *limit);
+
 #endif

@@ -193,19 +193,6 @@ void jobs_retry(struct vtp_ctx *ctx)
 	job_act(ctx, &retry);
 }
 
-/* Reads a list filter from the query string into buf. Returns 1 when given, 0
- * when absent or empty, -1 after answering 400. */
-static int query_filter(struct vtp_ctx *ctx, const char *name, char *buf, size_t size)
-{
-	int found = http_query_get(ctx->req.query, name, buf, size);
-	if (found < 0) {
-		http_problem(ctx, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes", name,
-			     size - 1);
-		return -1;
-	}
-	return found == 1 && buf[0] != '\0';
-}
-
 /* A job id as text: a positive decimal integer of at most 18 digits without
  * leading zeros (what the router accepts for {job_id}). */
 static bool is_job_id(const char *s)
@@ -263,10 +250,10 @@ void jobs_list(struct vtp_ctx *ctx)
 		" AND ($4::bigint IS NULL OR j.id < $4::bigint)"
 		" AND " JOB_READABLE_SQL("$5", "$6")
 		" ORDER BY j.id DESC LIMIT $7";
-	char recording_id[64], state[32], kind[64], limit_s[16], cursor[128], limit_plus_one[16];
+	char recording_id[64], state[32], kind[64], cursor[128], limit_plus_one[24];
 	PGresult *res = NULL;
-	long limit = 20;
-	int has_recording, has_state, has_kind, has_limit, has_cursor;
+	long limit;
+	int has_recording, has_state, has_kind, has_cursor;
 
 	char *bad_query = http_query_check(ctx->req.query, allowed);
 	if (bad_query) {
@@ -274,11 +261,10 @@ void jobs_list(struct vtp_ctx *ctx)
 		free(bad_query);
 		goto out;
 	}
-	if ((has_recording = query_filter(ctx, "recording_id", recording_id, sizeof recording_id)) < 0 ||
-	    (has_state = query_filter(ctx, "state", state, sizeof state)) < 0 ||
-	    (has_kind = query_filter(ctx, "kind", kind, sizeof kind)) < 0 ||
-	    (has_limit = query_filter(ctx, "limit", limit_s, sizeof limit_s)) < 0 ||
-	    (has_cursor = query_filter(ctx, "cursor", cursor, sizeof cursor)) < 0)
+	if ((has_recording = http_query_filter(ctx, "recording_id", recording_id, sizeof recording_id)) < 0 ||
+	    (has_state = http_query_filter(ctx, "state", state, sizeof state)) < 0 ||
+	    (has_kind = http_query_filter(ctx, "kind", kind, sizeof kind)) < 0 ||
+	    (has_cursor = http_query_filter(ctx, "cursor", cursor, sizeof cursor)) < 0)
 		goto out;
 	if (has_recording && !route_is_uuid(recording_id)) {
 		http_problem(ctx, 400, "invalid_query", "recording_id must be a lower-case UUID");
@@ -292,15 +278,8 @@ void jobs_list(struct vtp_ctx *ctx)
 		http_problem(ctx, 400, "invalid_query", "kind must be a job kind such as probe or transcode");
 		goto out;
 	}
-	if (has_limit) {
-		char *end;
-		errno = 0;
-		limit = strtol(limit_s, &end, 10);
-		if (errno || *end || end == limit_s || limit < 1 || limit > 100) {
-			http_problem(ctx, 400, "invalid_query", "limit must be an integer from 1 to 100");
-			goto out;
-		}
-	}
+	if (http_query_limit(ctx, &limit) < 0)
+		goto out;
 	if (has_cursor && !parse_cursor(cursor)) {
 		http_problem(ctx, 400, "invalid_cursor", "cursor is not one this server returned");
 		goto out;

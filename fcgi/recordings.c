@@ -416,19 +416,6 @@ out:
 	PQclear(res);
 }
 
-/* Reads a list filter from the query string into buf. Returns 1 when given, 0
- * when absent or empty, -1 after answering 400. */
-static int query_filter(struct vtp_ctx *ctx, const char *name, char *buf, size_t size)
-{
-	int found = http_query_get(ctx->req.query, name, buf, size);
-	if (found < 0) {
-		http_problem(ctx, 400, "invalid_query", "query parameter %s is malformed or longer than %zu bytes", name,
-			     size - 1);
-		return -1;
-	}
-	return found == 1 && buf[0] != '\0';
-}
-
 /* A cursor is "<created_at in microseconds since 1970>.<id>" of the last item
  * on the previous page. */
 static int parse_cursor(const char *cursor, char *micros, size_t micros_size, const char **id)
@@ -460,13 +447,13 @@ void recordings_list(struct vtp_ctx *ctx)
 		"      (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', $6::uuid))"
 		" AND " ACCESS_CAN_READ_SQL("$7", "$8")
 		" ORDER BY r.created_at DESC, r.id DESC LIMIT $9";
-	char status[32], room_id[256], owner_id[256], q[256], limit_s[16], cursor[128], micros[24], limit_plus_one[16];
+	char status[32], room_id[256], owner_id[256], q[256], cursor[128], micros[24], limit_plus_one[24];
 	struct vtp_buf pattern = {0};
 	PGresult *res = NULL;
 	json_object *items = NULL;
 	const char *cursor_id = NULL;
-	long limit = 20;
-	int has_status, has_room, has_owner, has_q, has_limit, has_cursor;
+	long limit;
+	int has_status, has_room, has_owner, has_q, has_cursor;
 
 	char *bad_query = http_query_check(ctx->req.query, allowed);
 	if (bad_query) {
@@ -474,27 +461,19 @@ void recordings_list(struct vtp_ctx *ctx)
 		free(bad_query);
 		goto out;
 	}
-	if ((has_status = query_filter(ctx, "status", status, sizeof status)) < 0 ||
-	    (has_room = query_filter(ctx, "room_id", room_id, sizeof room_id)) < 0 ||
-	    (has_owner = query_filter(ctx, "owner_id", owner_id, sizeof owner_id)) < 0 ||
-	    (has_q = query_filter(ctx, "q", q, sizeof q)) < 0 ||
-	    (has_limit = query_filter(ctx, "limit", limit_s, sizeof limit_s)) < 0 ||
-	    (has_cursor = query_filter(ctx, "cursor", cursor, sizeof cursor)) < 0)
+	if ((has_status = http_query_filter(ctx, "status", status, sizeof status)) < 0 ||
+	    (has_room = http_query_filter(ctx, "room_id", room_id, sizeof room_id)) < 0 ||
+	    (has_owner = http_query_filter(ctx, "owner_id", owner_id, sizeof owner_id)) < 0 ||
+	    (has_q = http_query_filter(ctx, "q", q, sizeof q)) < 0 ||
+	    (has_cursor = http_query_filter(ctx, "cursor", cursor, sizeof cursor)) < 0)
 		goto out;
 	if (has_status && !in_list(status, statuses, sizeof statuses / sizeof statuses[0])) {
 		http_problem(ctx, 400, "invalid_query",
 			     "status must be one of pending, recording, stopping, processing, ready, failed");
 		goto out;
 	}
-	if (has_limit) {
-		char *end;
-		errno = 0;
-		limit = strtol(limit_s, &end, 10);
-		if (errno || *end || end == limit_s || limit < 1 || limit > 100) {
-			http_problem(ctx, 400, "invalid_query", "limit must be an integer from 1 to 100");
-			goto out;
-		}
-	}
+	if (http_query_limit(ctx, &limit) < 0)
+		goto out;
 	if (has_cursor && parse_cursor(cursor, micros, sizeof micros, &cursor_id) < 0) {
 		http_problem(ctx, 400, "invalid_cursor", "cursor is not one this server returned");
 		goto out;

@@ -268,3 +268,19 @@ def test_worker_carries_on_after_a_postgres_restart(stack, db, workers, queue):
         assert worker.poll() is None
     finally:
         fresh.close()
+
+
+def test_sighup_reloads_the_configuration_and_keeps_it_when_broken(db, workers, queue, tmp_path):
+    conf = tmp_path / "vtp.conf"
+    conf.write_text("job_history_days = 30\n")
+    worker = workers.start("--queues", queue, VTP_CONFIG=conf)
+    conf.write_text("job_history_days = 7\n")
+    worker.send_signal(signal.SIGHUP)
+    poll("the reload", lambda: "SIGHUP: configuration reloaded" in worker.log.read_text())
+    conf.write_text("job_history_dayz = 7\n")
+    worker.send_signal(signal.SIGHUP)
+    poll("the refusal", lambda: "keeping the old one" in worker.log.read_text())
+    assert f"{conf}:1: unknown setting" in worker.log.read_text()
+    job_id = add_job(db, queue)
+    poll("the job to run with the kept configuration", state_is(db, job_id, "succeeded"), timeout=5)
+    assert worker.poll() is None
