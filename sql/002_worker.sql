@@ -22,12 +22,16 @@ CREATE TABLE pipeline_steps (
 INSERT INTO pipeline_steps (after, kind, priority) VALUES ('source', 'probe', 20);
 
 -- Queues the steps that follow `after` for a recording; returns how many.
+-- Each job carries the recording's source file name in its payload
+-- ({"source_file": ...}): a job's child process has no database connection,
+-- so it learns from the payload what to open.
 CREATE FUNCTION vtp_pipeline_next(rec uuid, after_step text) RETURNS integer LANGUAGE sql AS $$
     WITH queued AS (
-        INSERT INTO jobs (kind, recording_id, priority)
-        SELECT s.kind, rec, s.priority FROM pipeline_steps s
+        INSERT INTO jobs (kind, recording_id, priority, payload)
+        SELECT s.kind, rec, s.priority, jsonb_strip_nulls(jsonb_build_object('source_file', r.source_file))
+          FROM pipeline_steps s
+          JOIN recordings r ON r.id = rec AND r.deleted_at IS NULL
          WHERE s.after = after_step
-           AND EXISTS (SELECT 1 FROM recordings r WHERE r.id = rec AND r.deleted_at IS NULL)
         RETURNING 1)
     SELECT count(*)::integer FROM queued
 $$;
