@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct job {
@@ -37,6 +38,8 @@ struct job_kind {
 
 /* The kind named name, or NULL (worker/kinds.c holds the table). */
 const struct job_kind *job_kind_find(const char *name);
+/* Every kind this worker can run, comma-separated, into out. */
+void job_kind_names(char *out, size_t size);
 
 /* Reports progress (0..1) to the supervisor; it travels with the next heartbeat. */
 void job_progress(struct job *job, double fraction);

@@ -2,6 +2,8 @@
 #include "job.h"
 #include "kinds.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* $1 recording id, $2 the probe's result (docs/openapi.yaml, RecordingInfo). */
@@ -24,4 +26,16 @@ const struct job_kind *job_kind_find(const char *name)
 		if (strcmp(kinds[i].name, name) == 0)
 			return &kinds[i];
 	return NULL;
+}
+
+void job_kind_names(char *out, size_t size)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		int n = snprintf(out + used, size - used, "%s%s", i ? "," : "", kinds[i].name);
+		if (n < 0 || (size_t)n >= size - used)
+			abort(); /* a programming error: the buffer is sized for the table */
+		used += (size_t)n;
+	}
 }

@@ -24,8 +24,8 @@ static void copy_field(char *dst, size_t size, const char *src)
 }
 
 /* One claim statement; from_hint adds the lower bound of the scan. */
-static enum queue_result claim_once(struct vtp_db *db, const char *queue, const char *worker, long lease_s,
-				    struct claim_hint *hint, bool from_hint, struct claimed_job *job)
+static enum queue_result claim_once(struct vtp_db *db, const char *queue, const char *kinds, const char *worker,
+				    long lease_s, struct claim_hint *hint, bool from_hint, struct claimed_job *job)
 {
 	/* The ORDER BY matches jobs_claim_idx, so the claim reads the head of
 	 * one queue's index (or from the hint on); SKIP LOCKED lets concurrent
@@ -33,7 +33,7 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 	 * budget an admin exhausted from breaking the claim. */
 	static const char sql[] =
 		"WITH next AS (SELECT id FROM jobs WHERE state = 'queued' AND queue = $1 AND run_at <= now()"
-		"  AND attempts < max_attempts"
+		"  AND attempts < max_attempts AND kind = ANY (string_to_array($7, ','))"
 		"  AND ($4::smallint IS NULL OR (priority, run_at, id) >="
 		"   ($4::smallint, timestamptz 'epoch' + $5::bigint * interval '1 microsecond', $6::bigint))"
 		"  ORDER BY priority, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
@@ -50,10 +50,10 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 	char lease[24];
 	snprintf(lease, sizeof lease, "%ld", lease_s);
 	const char *params[] = {queue, worker, lease, from_hint ? hint->priority : NULL,
-				from_hint ? hint->run_at_us : NULL, from_hint ? hint->id : NULL};
+				from_hint ? hint->run_at_us : NULL, from_hint ? hint->id : NULL, kinds};
 	PGresult *res = NULL;
 	memset(job, 0, sizeof *job);
-	if (vtp_db_query(db, &res, sql, 6, params) != VTP_DB_OK)
+	if (vtp_db_query(db, &res, sql, 7, params) != VTP_DB_OK)
 		return QUEUE_DB_ERROR;
 	enum queue_result ret = QUEUE_LEASE_LOST;
 	if (PQntuples(res) == 1) {
@@ -74,26 +74,27 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 	return ret;
 }
 
-enum queue_result queue_claim(struct vtp_db *db, const char *queue, const char *worker, long lease_s,
-			      struct claim_hint *hint, struct claimed_job *job)
+enum queue_result queue_claim(struct vtp_db *db, const char *queue, const char *kinds, const char *worker,
+			      long lease_s, struct claim_hint *hint, struct claimed_job *job)
 {
 	if (hint->set) {
-		enum queue_result r = claim_once(db, queue, worker, lease_s, hint, true, job);
+		enum queue_result r = claim_once(db, queue, kinds, worker, lease_s, hint, true, job);
 		if (r != QUEUE_LEASE_LOST)
 			return r;
 		hint->set = false;
 	}
-	return claim_once(db, queue, worker, lease_s, hint, false, job);
+	return claim_once(db, queue, kinds, worker, lease_s, hint, false, job);
 }
 
-long queue_next_run_ms(struct vtp_db *db, const char *queues)
+long queue_next_run_ms(struct vtp_db *db, const char *queues, const char *kinds)
 {
 	static const char sql[] =
 		"SELECT ceil(extract(epoch FROM min(run_at) - now()) * 1000)::bigint AS ms"
-		" FROM jobs WHERE state = 'queued' AND queue = ANY (string_to_array($1, ','))";
-	const char *params[] = {queues};
+		" FROM jobs WHERE state = 'queued' AND queue = ANY (string_to_array($1, ','))"
+		" AND kind = ANY (string_to_array($2, ',')) AND attempts < max_attempts";
+	const char *params[] = {queues, kinds};
 	PGresult *res = NULL;
-	if (vtp_db_query(db, &res, sql, 1, params) != VTP_DB_OK)
+	if (vtp_db_query(db, &res, sql, 2, params) != VTP_DB_OK)
 		return -1;
 	const char *ms = vtp_db_get(res, 0, "ms");
 	long ret = ms ? atol(ms) : -1; /* NULL: nothing queued */

@@ -44,15 +44,17 @@ struct claim_hint {
 };
 
 /* Claims the most urgent runnable job of queue for worker, with a lease of
- * lease_s seconds, committed before this returns. Returns QUEUE_DONE with
+ * lease_s seconds, committed before this returns. Only jobs of kinds (a
+ * comma-separated list) are taken: a worker never takes a job it has no code
+ * for, so old and new workers can share a database during an upgrade. Returns QUEUE_DONE with
  * *job filled, QUEUE_LEASE_LOST when nothing is runnable, or QUEUE_DB_ERROR.
  * hint is used and updated. */
-enum queue_result queue_claim(struct vtp_db *db, const char *queue, const char *worker, long lease_s,
-			      struct claim_hint *hint, struct claimed_job *job);
+enum queue_result queue_claim(struct vtp_db *db, const char *queue, const char *kinds, const char *worker,
+			      long lease_s, struct claim_hint *hint, struct claimed_job *job);
 
-/* Milliseconds until the next queued job of these queues (comma-separated)
+/* Milliseconds until the next queued job of these queues and kinds (comma-separated)
  * becomes runnable, 0 if one is runnable now, -1 if none is queued. */
-long queue_next_run_ms(struct vtp_db *db, const char *queues);
+long queue_next_run_ms(struct vtp_db *db, const char *queues, const char *kinds);
 
 /* Renews the lease and stores progress. *cancel is set when someone asked
  * for the job to stop. */

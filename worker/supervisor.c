@@ -65,6 +65,7 @@ struct supervisor {
 	PGconn *listening; /* the connection LISTEN was issued on */
 	char worker[128];
 	char queue_list[256]; /* "light,heavy" for SQL */
+	char kind_list[512];  /* the kinds this worker can run, for SQL */
 	struct queue_slots queues[SUPERVISOR_MAX_QUEUES];
 	int n_queues;
 	struct slot slots[MAX_SLOTS];
@@ -416,7 +417,8 @@ static void claim_pass(struct supervisor *s)
 			if (!slot)
 				return;
 			enum queue_result r =
-				queue_claim(&s->db, queue->name, s->worker, s->cfg->lease_s, &queue->hint, &slot->job);
+				queue_claim(&s->db, queue->name, s->kind_list, s->worker, s->cfg->lease_s, &queue->hint,
+					    &slot->job);
 			if (r != QUEUE_DONE) {
 				if (r == QUEUE_DB_ERROR) {
 					s->claim_failed = true;
@@ -615,7 +617,7 @@ static int poll_timeout_ms(struct supervisor *s, double now)
 /* Plans the next claim pass for a job scheduled in the future (a backoff). */
 static void schedule_next_claim(struct supervisor *s, double now)
 {
-	long ms = queue_next_run_ms(&s->db, s->queue_list);
+	long ms = queue_next_run_ms(&s->db, s->queue_list, s->kind_list);
 	s->next_claim = ms < 0 ? now + IDLE_POLL_MS / 1000.0 : now + (double)ms / 1000.0;
 }
 
@@ -681,6 +683,7 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 		s->slots[i].report_fd = -1;
 	if (parse_queues(s) < 0)
 		goto out;
+	job_kind_names(s->kind_list, sizeof s->kind_list);
 	char host[64] = "localhost";
 	gethostname(host, sizeof host - 1);
 	snprintf(s->worker, sizeof s->worker, "%s:%d", host, (int)getpid());

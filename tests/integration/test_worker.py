@@ -284,3 +284,14 @@ def test_sighup_reloads_the_configuration_and_keeps_it_when_broken(db, workers, 
     job_id = add_job(db, queue)
     poll("the job to run with the kept configuration", state_is(db, job_id, "succeeded"), timeout=5)
     assert worker.poll() is None
+
+
+def test_jobs_of_kinds_without_code_are_left_for_a_worker_that_has_it(db, workers, queue):
+    # 'record' has no code in this worker yet: it must neither fail nor block the queue.
+    foreign = add_job(db, queue, kind="record", priority=1)
+    mine = add_job(db, queue, priority=500)
+    result = workers.run("--until-idle", "--queues", queue, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert job(db, mine)["state"] == "succeeded"
+    j = job(db, foreign)
+    assert j["state"] == "queued" and j["attempts"] == 0
