@@ -44,7 +44,10 @@ ASAN_API_OBJ  := $(call obj,asan,$(API_SRC))
 WORKER_OBJ      := $(call obj,release,$(WORKER_SRC))
 ASAN_WORKER_OBJ := $(call obj,asan,$(WORKER_SRC))
 
-.PHONY: all test unit integration run stop install clean deps fuzz lint-openapi bench
+# Keep the objects that pattern rules chain through (unit tests, fuzzers).
+.SECONDARY:
+
+.PHONY: all test unit integration run stop install clean deps fuzz fuzz-smoke lint-openapi bench
 .DEFAULT_GOAL := all
 
 all: $(addprefix $(BUILD)/,$(PROGRAMS))
@@ -91,7 +94,7 @@ deps:
 # test installs what is missing first, then builds (in a second make, so
 # pkg-config sees the libraries just installed) and runs every suite.
 test: deps
-	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory unit fuzz-smoke integration
 
 unit: all $(addprefix $(BUILD)/asan/,$(PROGRAMS)) $(addprefix $(BUILD)/asan/tests/,$(UNIT_TESTS))
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -101,6 +104,44 @@ unit: all $(addprefix $(BUILD)/asan/,$(PROGRAMS)) $(addprefix $(BUILD)/asan/test
 
 integration: all $(addprefix $(BUILD)/asan/,$(PROGRAMS))
 	VTP_BUILD_DIR=$(BUILD)/asan $(PYTHON) -m pytest -p no:cacheprovider -q tests/integration
+
+# Fuzzing (libFuzzer, clang): one target per parser that sees outside input,
+# tests/fuzz/fuzz_*.c, seeds in tests/fuzz/corpus/<name>/. `make fuzz` runs
+# each for FUZZ_SECONDS; `make test` runs each for a few seconds.
+FUZZ_CC      := clang
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_OBJ     := $(call obj,fuzz,$(API_SRC) $(LIB_SRC) $(GEN_SRC))
+
+$(BUILD)/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(ALL_CFLAGS) -O1 -fsanitize=fuzzer-no-link $(FUZZ_SAN) -MMD -MP -c -o $@ $<
+
+$(BUILD)/fuzz/bin/%: $(BUILD)/fuzz/tests/fuzz/%.o $(FUZZ_OBJ)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+# run_fuzz(SECONDS): runs every target on a copy of its seeds; a crash fails.
+define run_fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		name=$${t#fuzz_}; work=$(BUILD)/fuzz/corpus/$$name; mkdir -p $$work $(BUILD)/fuzz/artifacts; \
+		cp tests/fuzz/corpus/$$name/* $$work/ 2>/dev/null || true; \
+		echo "== fuzz: $$t for $(1) s"; \
+		if ! $(BUILD)/fuzz/bin/$$t -max_total_time=$(1) -max_len=16384 -timeout=10 \
+			-artifact_prefix=$(BUILD)/fuzz/artifacts/$$t- $$work >$(BUILD)/fuzz/$$t.log 2>&1; then \
+			tail -n 40 $(BUILD)/fuzz/$$t.log; exit 1; \
+		fi; \
+		grep -E '^Done [0-9]+ runs' $(BUILD)/fuzz/$$t.log; \
+	done
+endef
+
+fuzz: $(addprefix $(BUILD)/fuzz/bin/,$(FUZZ_TARGETS))
+	$(call run_fuzz,$(FUZZ_SECONDS))
+
+fuzz-smoke: $(addprefix $(BUILD)/fuzz/bin/,$(FUZZ_TARGETS))
+	$(call run_fuzz,$(FUZZ_SMOKE_SECONDS))
 
 # Benchmarks print figures and ratios against baselines of the same run; not part of test.
 bench: all
