@@ -34,6 +34,10 @@ struct job_kind {
 	const char *publish_sql;
 	int timeout_s; /* default; the config may override it */
 	bool in_process;
+	/* Seconds between SIGTERM and SIGKILL when the job is asked to stop
+	 * (cancel, timeout, shutdown); 0: half a second. A recorder needs time
+	 * to finish its file. */
+	double stop_grace_s;
 };
 
 /* The kind named name, or NULL (worker/kinds.c holds the table). */

@@ -22,7 +22,7 @@
 
 #define MAX_SLOTS 64
 #define IDLE_POLL_MS 5000     /* the slow poll behind LISTEN/NOTIFY */
-#define KILL_AFTER_S 0.5      /* SIGTERM first; SIGKILL if the child is still there after this */
+#define KILL_AFTER_S 0.5      /* SIGTERM first; SIGKILL after this unless the kind asks for more */
 #define PRUNE_EVERY_S 600.0
 #define MAX_REPORT_BYTES (4 << 20)
 #define UNTIL_IDLE_LOCK "7305870002"
@@ -342,7 +342,9 @@ static void request_stop(struct slot *slot, enum stop_reason reason)
 		return;
 	}
 	kill(slot->pid, SIGTERM);
-	slot->kill_at = now_s() + KILL_AFTER_S;
+	/* A recorder asked to stop finalises its file: it gets its kind's grace. */
+	double grace = slot->kind && slot->kind->stop_grace_s > 0 ? slot->kind->stop_grace_s : KILL_AFTER_S;
+	slot->kill_at = now_s() + grace;
 }
 
 /* Runs the job in this process: for kinds that cannot crash or hang. */
