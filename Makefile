@@ -1,5 +1,7 @@
 # Makefile: builds vtp-api, vtp-worker, vtp-migrate and vtp-token; runs the tests and the dev stack.
 # One Makefile for the whole tree (no recursion into folders); libraries come from pkg-config.
+# lib/ holds the frame grabbing and MagickWand code that vtp-api (cold thumbnails) and vtp-worker share,
+# so every program links the media libraries.
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -8,7 +10,7 @@ CC      ?= cc
 PYTHON  := /usr/bin/python3
 
 PKGS        := fcgi json-c libjwt libpq
-MEDIA_PKGS  := libavformat libavcodec libavutil
+MEDIA_PKGS  := libavformat libavcodec libavutil libswscale MagickWand
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(MEDIA_PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MEDIA_LIBS  := $(shell pkg-config --libs $(MEDIA_PKGS) 2>/dev/null)
@@ -18,7 +20,7 @@ WARNINGS := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes -Wmiss
             -Wpointer-arith -Wwrite-strings -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -I. -DVTP_VERSION='"$(VERSION)"' $(WARNINGS) $(PKG_CFLAGS) $(CFLAGS)
-LDLIBS   := $(PKG_LIBS) -lpthread -lm
+LDLIBS   := $(PKG_LIBS) $(MEDIA_LIBS) -lpthread -lm
 SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 # Every .c in a folder belongs to its program; main() lives in the file named below.

@@ -15,6 +15,72 @@ const char *access_sql_bool(bool b)
 	return b ? "true" : "false";
 }
 
+bool access_is_anonymous(const struct vtp_ctx *ctx)
+{
+	return ctx->who.sub[0] == '\0';
+}
+
+/* Lets the caller in with the share link token ctx->share for recording id.
+ * A redemption is counted and logged in the same statement, so max_views
+ * holds under concurrent requests; when nothing was redeemed, the share's
+ * row (as it was) tells why. Returns 0 or -1 after answering. */
+static int share_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
+{
+	static const char sql[] =
+		"WITH ok AS (UPDATE recording_sharing t SET views = t.views + CASE WHEN $4::boolean THEN 1 ELSE 0 END"
+		"  WHERE t.token_hash = sha256(convert_to($2, 'UTF8')) AND t.recording_id = $1 AND t.revoked_at IS NULL"
+		"  AND (t.expires_at IS NULL OR t.expires_at > now()) AND (t.max_views IS NULL OR t.views < t.max_views)"
+		"  AND (t.user_id IS NULL OR t.user_id = $3) AND (NOT $5::boolean OR t.can_download)"
+		"  AND EXISTS (SELECT 1 FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL)"
+		"  RETURNING t.id),"
+		" logged AS (INSERT INTO recording_access_log (recording_id, user_id, share_id, action, user_agent, remote_addr)"
+		"  SELECT $1, NULLIF($3, ''), ok.id, 'share_redeem', left($6, 1024),"
+		"   CASE WHEN $7 ~ '^[0-9a-fA-F:.]+$' THEN $7::inet END FROM ok WHERE $4::boolean RETURNING 1)"
+		" SELECT (SELECT count(*) FROM ok) AS redeemed, s.user_id,"
+		"  s.revoked_at IS NOT NULL AS revoked, COALESCE(s.expires_at <= now(), false) AS expired,"
+		"  COALESCE(s.views >= s.max_views, false) AS exhausted, s.can_download"
+		" FROM recording_sharing s JOIN recordings r ON r.id = s.recording_id AND r.deleted_at IS NULL"
+		" WHERE s.token_hash = sha256(convert_to($2, 'UTF8')) AND s.recording_id = $1";
+	bool count = need != ACCESS_PROGRESS;
+	const char *params[] = {id,
+				ctx->share,
+				ctx->who.sub,
+				access_sql_bool(count),
+				access_sql_bool(need == ACCESS_DOWNLOAD),
+				ctx->req.user_agent ? ctx->req.user_agent : "",
+				ctx->req.remote_addr ? ctx->req.remote_addr : ""};
+	PGresult *res = NULL;
+	int ret = -1;
+	res = http_query(ctx, sql, 7, params);
+	if (!res)
+		goto out;
+	if (PQntuples(res) != 1) {
+		/* An unknown token, or one for another recording: nothing leaks. */
+		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+		goto out;
+	}
+	if (strcmp(vtp_db_get(res, 0, "redeemed"), "1") == 0) {
+		ret = 0;
+		goto out;
+	}
+	const char *user = vtp_db_get(res, 0, "user_id");
+	if (strcmp(vtp_db_get(res, 0, "revoked"), "t") == 0)
+		http_problem(ctx, 403, "share_revoked", "this share link was revoked");
+	else if (strcmp(vtp_db_get(res, 0, "expired"), "t") == 0)
+		http_problem(ctx, 403, "share_expired", "this share link has expired");
+	else if (strcmp(vtp_db_get(res, 0, "exhausted"), "t") == 0)
+		http_problem(ctx, 403, "share_exhausted", "this share link has been used as often as it allows");
+	else if (user && access_is_anonymous(ctx))
+		http_problem(ctx, 401, "unauthorized", "this share is for a signed-in user: send a Bearer token");
+	else if (user)
+		http_problem(ctx, 403, "forbidden", "this share is for another user");
+	else
+		http_problem(ctx, 403, "forbidden", "this share link does not allow downloads");
+out:
+	PQclear(res);
+	return ret;
+}
+
 int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
 {
 	static const char sql[] = "SELECT r.owner_id = $2 OR $3::boolean AS can_manage, " ACCESS_CAN_READ_SQL(
@@ -22,11 +88,23 @@ int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
 	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
 	PGresult *res = NULL;
 	int ret = -1;
+	if (access_is_anonymous(ctx)) {
+		/* The router lets a caller without a Bearer token this far only with ?share=. */
+		if (need == ACCESS_MANAGE)
+			http_problem(ctx, 401, "unauthorized", "an Authorization: Bearer token is required");
+		else
+			ret = share_check(ctx, id, need);
+		goto out;
+	}
 	res = http_query(ctx, sql, 3, params);
 	if (!res)
 		goto out;
 	bool can_read = PQntuples(res) == 1 && strcmp(vtp_db_get(res, 0, "can_read"), "t") == 0;
 	bool can_manage = can_read && strcmp(vtp_db_get(res, 0, "can_manage"), "t") == 0;
+	if (!can_read && ctx->share && need != ACCESS_MANAGE) {
+		ret = share_check(ctx, id, need);
+		goto out;
+	}
 	if (!can_read) {
 		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
 		goto out;

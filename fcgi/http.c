@@ -111,8 +111,12 @@ void http_serialise(const struct vtp_response *resp, struct vtp_buf *out)
 	vtp_buf_printf(out, "Status: %d %s\r\n", resp->status, http_reason(resp->status));
 	vtp_buf_append(out, resp->headers.data ? resp->headers.data : "", resp->headers.len);
 	if (resp->status != 204 && resp->status != 304)
-		vtp_buf_printf(out, "Content-Length: %zu\r\n", resp->body.len);
-	vtp_buf_puts(out, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n\r\n");
+		vtp_buf_printf(out, "Content-Length: %lld\r\n", (long long)resp->body.len + resp->stream_len);
+	/* Answers are private and not stored, unless the handler said otherwise
+	 * (images and files that carry an ETag). */
+	if (!resp->headers.data || !strstr(resp->headers.data, "Cache-Control:"))
+		vtp_buf_puts(out, "Cache-Control: no-store\r\n");
+	vtp_buf_puts(out, "X-Content-Type-Options: nosniff\r\n\r\n");
 	if (resp->status != 204 && resp->status != 304)
 		vtp_buf_append(out, resp->body.data ? resp->body.data : "", resp->body.len);
 }
@@ -124,6 +128,8 @@ void http_ctx_free(struct vtp_ctx *ctx)
 	vtp_buf_free(&ctx->resp.headers);
 	vtp_buf_free(&ctx->resp.body);
 	free(ctx->param_storage);
+	free(ctx->share);
+	free(ctx->query_storage);
 	memset(ctx, 0, sizeof *ctx);
 }
 

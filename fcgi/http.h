@@ -26,12 +26,26 @@ struct vtp_request {
 	struct vtp_buf body; /* filled by the router for routes that take a body */
 	http_read_fn read;
 	void *io;
+	/* Any other CGI/FastCGI parameter (HTTP_RANGE, HTTP_IF_NONE_MATCH, what
+	 * the web server sets with fastcgi_param or SetEnv): use http_param(). */
+	const char *(*param)(const char *name, void *env);
+	void *param_env;
 };
+
+/* Writes len bytes of an answer; returns 0, or -1 when the client went away. */
+typedef int (*http_write_fn)(void *io, const char *data, size_t len);
 
 struct vtp_response {
 	int status;
 	struct vtp_buf headers; /* "Name: value\r\n" lines */
 	struct vtp_buf body;
+	/* A body too large to buffer (file downloads): stream() writes
+	 * stream_len bytes after the buffered body, once the headers are out;
+	 * stream_free() releases stream_arg in any case. NULL: none. */
+	int (*stream)(void *arg, http_write_fn write, void *io);
+	void (*stream_free)(void *arg);
+	void *stream_arg;
+	long long stream_len;
 };
 
 #define HTTP_MAX_PARAMS 4
@@ -43,6 +57,8 @@ struct vtp_ctx {
 	struct vtp_principal who; /* set when the route needs authentication */
 	const char *params[HTTP_MAX_PARAMS]; /* path parameters in pattern order, e.g. {id} */
 	char *param_storage;			/* owned backing store for params */
+	char *share;	/* a ?share= link token, taken out of req.query by the router (access.c checks it); owned */
+	char *query_storage; /* owned backing store for req.query once the router took share out */
 	const struct vtp_app *app;
 	struct vtp_db *db;
 };
@@ -58,6 +74,11 @@ struct pg_result *http_query(struct vtp_ctx *ctx, const char *sql, int nparams, 
 void http_json(struct vtp_ctx *ctx, int status, json_object *body);
 void http_header(struct vtp_ctx *ctx, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *http_reason(int status);
+/* The CGI/FastCGI parameter name of the request, or NULL. */
+static inline const char *http_param(const struct vtp_ctx *ctx, const char *name)
+{
+	return ctx->req.param ? ctx->req.param(name, ctx->req.param_env) : NULL;
+}
 
 /* Serialises the response as a CGI/FastCGI answer into out. */
 void http_serialise(const struct vtp_response *resp, struct vtp_buf *out);

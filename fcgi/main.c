@@ -1,5 +1,6 @@
 /* main.c: vtp-api's entry: threaded libfcgi accept loop, clean SIGTERM shutdown, and one-shot CGI mode. */
 #include "../lib/db.h"
+#include "../lib/image.h"
 #include "../lib/log.h"
 #include "app.h"
 #include "http.h"
@@ -87,6 +88,8 @@ static void serve_one(struct vtp_db *db, param_fn param, void *env, http_read_fn
 	ctx.req.authorization = param("HTTP_AUTHORIZATION", env);
 	ctx.req.user_agent = param("HTTP_USER_AGENT", env);
 	ctx.req.remote_addr = param("REMOTE_ADDR", env);
+	ctx.req.param = param;
+	ctx.req.param_env = env;
 	const char *length = param("CONTENT_LENGTH", env);
 	ctx.req.content_length = length && *length ? strtoll(length, NULL, 10) : -1;
 	if (!ctx.req.query)
@@ -106,8 +109,11 @@ static void serve_one(struct vtp_db *db, param_fn param, void *env, http_read_fn
 		router_dispatch(&ctx);
 
 	http_serialise(&ctx.resp, &answer);
-	if (write(out, answer.data, answer.len) < 0)
+	if (write(out, answer.data, answer.len) < 0 ||
+	    (ctx.resp.stream && ctx.resp.status != 304 && ctx.resp.stream(ctx.resp.stream_arg, write, out) < 0))
 		log_warn("%s %s: the client went away before the answer was sent", ctx.req.method, ctx.req.path);
+	if (ctx.resp.stream_free)
+		ctx.resp.stream_free(ctx.resp.stream_arg);
 	if (ctx.resp.status >= 500)
 		log_warn("%s %s -> %d in %.1f ms", ctx.req.method, ctx.req.path, ctx.resp.status, elapsed_ms(&start));
 	else
@@ -184,11 +190,14 @@ static int run_fastcgi(void)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char *error = NULL;
 	int ret = 1;
 	vtp_log_set_program("vtp-api");
+	/* A child that renders one thumbnail for a request (fcgi/thumbnail.c). */
+	if (argc > 1 && strcmp(argv[1], "--render-thumbnail") == 0)
+		return image_render_main(argc, argv);
 	if (vtp_config_load_default(&app.cfg) < 0)
 		return 1;
 	if (vtp_auth_init(&app.auth, &app.cfg, &error) < 0) {

@@ -13,6 +13,7 @@
 	" r.duration_s, r.size_bytes, vtp_rfc3339(r.created_at) AS created_at,"                              \
 	" vtp_rfc3339(r.started_at) AS started_at, vtp_rfc3339(r.stopped_at) AS stopped_at,"                 \
 	" vtp_rfc3339(r.updated_at) AS updated_at,"                                                          \
+	" r.poster_s IS NOT NULL AS has_poster,"                                                             \
 	" (extract(epoch FROM r.created_at) * 1000000)::bigint AS cursor_us"
 
 /* Answers with the recording in the first row of res (RECORDING_COLUMNS),

@@ -87,9 +87,16 @@ static json_object *recording_json(const PGresult *res, int row, json_object *jo
 	json_object_object_add(o, "source", source);
 	json_object_object_add(o, "retention_days", json_object_new_int(atoi(vtp_db_get(res, row, "retention_days"))));
 	json_object_object_add(o, "renditions", json_object_new_array());
-	/* Pictures and streams come with the media pipeline; until a recording
-	 * is ready there is nothing to point at. */
-	json_object_object_add(o, "thumbnail_url", NULL);
+	/* Pictures and streams come with the media pipeline; until there is
+	 * something to point at, null. The poster exists once the thumbnail
+	 * job has chosen it (fcgi/thumbnail.c serves it). */
+	if (strcmp(vtp_db_get(res, row, "has_poster"), "t") == 0) {
+		char *thumb = xasprintf("/api/v1/recordings/%s/thumbnail", id);
+		json_object_object_add(o, "thumbnail_url", json_object_new_string(thumb));
+		free(thumb);
+	} else {
+		json_object_object_add(o, "thumbnail_url", NULL);
+	}
 	json_object_object_add(o, "stream_url", NULL);
 	json_object_object_add(o, "jobs", jobs ? jobs : json_object_new_array());
 	return o;

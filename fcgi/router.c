@@ -193,12 +193,60 @@ static int take_body(struct vtp_ctx *ctx, const struct route *r)
 	return ret == 0 ? 0 : -1;
 }
 
+/* Takes a ?share= link token out of the query into ctx->share, so that
+ * handlers which refuse unknown parameters never see it; access.c checks it.
+ * Returns 0, or -1 after answering 400 invalid_query. */
+static int take_share(struct vtp_ctx *ctx)
+{
+	char token[128];
+	int found = http_query_get(ctx->req.query, "share", token, sizeof token);
+	if (found == 0)
+		return 0;
+	if (found < 0 || !token[0]) {
+		http_problem(ctx, 400, "invalid_query", "share must be a share token");
+		return -1;
+	}
+	struct vtp_buf rest = {0};
+	int seen = 0;
+	for (const char *p = ctx->req.query; *p;) {
+		size_t len = strcspn(p, "&");
+		if ((len == 5 || (len > 5 && p[5] == '=')) && memcmp(p, "share", 5) == 0)
+			seen++;
+		else if (len > 0)
+			vtp_buf_printf(&rest, "%s%.*s", rest.len ? "&" : "", (int)len, p);
+		p += len;
+		if (*p == '&')
+			p++;
+	}
+	if (seen > 1) {
+		vtp_buf_free(&rest);
+		http_problem(ctx, 400, "invalid_query", "query parameter \"share\" is given more than once");
+		return -1;
+	}
+	ctx->share = xstrdup(token);
+	ctx->query_storage = rest.data ? rest.data : xstrdup("");
+	ctx->req.query = ctx->query_storage;
+	return 0;
+}
+
+/* A share link opens a recording's own endpoints without a Bearer token;
+ * the caller is then anonymous (an empty sub) and access_check() decides. */
+static bool share_only(const struct vtp_ctx *ctx, const struct route *r)
+{
+	static const char prefix[] = "/api/v1/recordings/{id}";
+	const char *rest = r->pattern + sizeof prefix - 1;
+	return ctx->share && (!ctx->req.authorization || !ctx->req.authorization[0]) &&
+	       strncmp(r->pattern, prefix, sizeof prefix - 1) == 0 && (*rest == '\0' || *rest == '/');
+}
+
 void router_dispatch(struct vtp_ctx *ctx)
 {
 	const struct route *r = find_route(ctx);
 	if (!r)
 		goto out;
-	if (!(r->flags & ROUTE_PUBLIC) && authenticate(ctx) < 0)
+	if (take_share(ctx) < 0)
+		goto out;
+	if (!(r->flags & ROUTE_PUBLIC) && !share_only(ctx, r) && authenticate(ctx) < 0)
 		goto out;
 	if (check_params(ctx, r) < 0 || take_body(ctx, r) < 0)
 		goto out;

@@ -30,4 +30,24 @@ void jobs_retry(struct vtp_ctx *ctx);
 void participants_post(struct vtp_ctx *ctx);
 void participants_list(struct vtp_ctx *ctx);
 
+/* progress.c */
+void progress_post(struct vtp_ctx *ctx);
+void progress_get(struct vtp_ctx *ctx);
+
+/* analytics.c */
+void analytics_get(struct vtp_ctx *ctx);
+
+/* shares.c */
+void shares_create(struct vtp_ctx *ctx);
+void shares_list(struct vtp_ctx *ctx);
+void shares_delete(struct vtp_ctx *ctx);
+
+/* thumbnail.c */
+void thumbnail_get(struct vtp_ctx *ctx);
+
+/* storyboard.c */
+void storyboard_get_json(struct vtp_ctx *ctx);
+void storyboard_get_vtt(struct vtp_ctx *ctx);
+void storyboard_get_jpg(struct vtp_ctx *ctx);
+
 #endif

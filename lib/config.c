@@ -51,6 +51,7 @@ static const struct setting settings[] = {
 	INT(shutdown_grace_s, "VTP_SHUTDOWN_GRACE_S", "30", 0, 86400),
 	INT(job_timeout_s, "VTP_JOB_TIMEOUT_S", "0", 0, 604800),
 	INT(job_history_days, "VTP_JOB_HISTORY_DAYS", "30", 1, 36500),
+	INT(progress_event_days, "VTP_PROGRESS_EVENT_DAYS", "30", 1, 36500),
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])

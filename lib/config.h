@@ -27,6 +27,7 @@ struct vtp_config {
 	long shutdown_grace_s; /* on SIGTERM, how long running jobs may finish before they are requeued */
 	long job_timeout_s;    /* 0: each kind's own timeout */
 	long job_history_days; /* finished jobs older than this are pruned */
+	long progress_event_days; /* raw playback events older than this are deleted by the retention job */
 };
 
 /* Fills cfg from built-in defaults, then the file at path (NULL: none), then the

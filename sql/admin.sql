@@ -56,6 +56,11 @@ SELECT r.id, r.title, r.updated_at
    AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.recording_id = r.id AND j.state IN ('queued', 'running'))
  ORDER BY r.updated_at;
 
+-- Retention dry run: the recordings the daily retention job would soft-delete (and purge) if it ran now:
+-- past retention_days since they were created, not on legal hold, not recording, not deleted yet.
+SELECT id, title, owner_id, created_at, retention_days, expired_at, size_bytes
+  FROM vtp_retention_due ORDER BY expired_at;
+
 -- Which migrations are applied.
 SELECT version, applied_at FROM schema_migrations ORDER BY version;
 
@@ -96,6 +101,10 @@ SELECT version, applied_at FROM schema_migrations ORDER BY version;
 -- Queue a job by hand, e.g. probe a recording again: the queue is filled in by a trigger (probe ->
 -- light) and workers are woken by NOTIFY vtp_jobs (\set recording_id 5d0c9f2e-...).
 -- INSERT INTO jobs (kind, recording_id) VALUES ('probe', :'recording_id') RETURNING id, queue, state;
+
+-- Put a recording on legal hold: the retention job never deletes it until the hold is lifted (set it to
+-- false again) (\set recording_id 5d0c9f2e-...).
+-- UPDATE recordings SET legal_hold = true, updated_at = now() WHERE id = :'recording_id' RETURNING id, legal_hold;
 
 -- Delete finished jobs (succeeded, failed, cancelled) older than 30 days with their attempt history;
 -- returns how many.

@@ -13,11 +13,24 @@
 	" size_bytes = COALESCE(($2::jsonb ->> 'size_bytes')::bigint, size_bytes),"                           \
 	" updated_at = clock_timestamp() WHERE id = $1"
 
+/* $1 recording id, $2 {"poster_s": seconds or null}: the recording gets its thumbnail_url. */
+#define THUMBNAIL_PUBLISH_SQL                                                                                  \
+	"UPDATE recordings SET poster_s = ($2::jsonb ->> 'poster_s')::double precision,"                      \
+	" updated_at = clock_timestamp() WHERE id = $1"
+
+/* $1 recording id, $2 {"storyboard": the JSON form or null}. */
+#define STORYBOARD_PUBLISH_SQL                                                                                 \
+	"UPDATE recordings SET storyboard = CASE WHEN jsonb_typeof($2::jsonb -> 'storyboard') = 'object'"     \
+	" THEN $2::jsonb -> 'storyboard' END, updated_at = clock_timestamp() WHERE id = $1"
+
 static const struct job_kind kinds[] = {
 	/* name     run         publish_sql         timeout_s  in_process */
 	{ "noop",   noop_run,   NULL,               10,        true },
 	{ "probe",  probe_run,  PROBE_PUBLISH_SQL,  120,       false },
 	{ "purge",  purge_run,  NULL,               600,       false },
+	{ "retention", retention_run, NULL,         600,       false },
+	{ "thumbnail", thumbnail_run, THUMBNAIL_PUBLISH_SQL, 120, false },
+	{ "storyboard", storyboard_run, STORYBOARD_PUBLISH_SQL, 600, false },
 };
 
 const struct job_kind *job_kind_find(const char *name)

@@ -433,6 +433,27 @@ def check_prune(a, sql):
     assert a.state(old) == "failed", "the transaction was rolled back"
 
 
+def check_retention_due(a, sql):
+    (due,), = a.q("INSERT INTO recordings (title, room_id, owner_id, source_type, status, retention_days, created_at)"
+                  " VALUES (%s, 'admin-sql', 'admin-sql', 'upload', 'ready', 30, now() - interval '31 days')"
+                  " RETURNING id::text", (f"admin {a.tag}",))
+    (held,), = a.q("INSERT INTO recordings (title, room_id, owner_id, source_type, status, retention_days, legal_hold,"
+                   " created_at) VALUES (%s, 'admin-sql', 'admin-sql', 'upload', 'ready', 30, true,"
+                   " now() - interval '400 days') RETURNING id::text", (f"admin {a.tag}",))
+    young = a.recording()
+    try:
+        ids = {r["id"] for r in a.psql(sql)}
+        assert due in ids and held not in ids and young not in ids, ids
+    finally:  # nothing for a retention job of a later test to take
+        a.q("UPDATE recordings SET deleted_at = now() WHERE id = ANY(%s::uuid[])", ([due, held, young],))
+
+
+def check_legal_hold(a, sql):
+    rid = a.recording()
+    assert a.psql(sql, recording_id=rid) == [{"id": rid, "legal_hold": "t"}]
+    assert a.q("SELECT legal_hold FROM recordings WHERE id = %s", (rid,)) == [(True,)]
+
+
 CHECKS = [
     (r"FROM vtp_queue_depth", check_queue_depth),
     (r"GROUP BY queue, kind, state", check_queue_kind_state),
@@ -454,6 +475,8 @@ CHECKS = [
     (r"SET run_at = now\(\)", check_run_now),
     (r"^INSERT INTO jobs \(kind, recording_id\) VALUES \('probe', :'recording_id'\)", check_insert),
     (r"vtp_prune_jobs\(", check_prune),
+    (r"FROM vtp_retention_due", check_retention_due),
+    (r"SET legal_hold = true", check_legal_hold),
 ]
 
 

@@ -96,6 +96,11 @@ def test_probe_fills_the_info(stack, db, owner, media, name):
     row = run_job(stack, db, job, lambda r: r["state"] != "queued")
     assert row["state"] == "succeeded", row
     assert row["progress"] == 1, row
+    # The probe queued the steps that follow it (sql/006_images.sql: the
+    # thumbnail and the storyboard); the recording is ready after them.
+    assert recording_status(db, rid)[0] == "processing"
+    for kind in ("thumbnail", "storyboard"):
+        assert run_job(stack, db, only_job(db, rid, kind), lambda r: r["state"] != "queued")["state"] == "succeeded"
     assert recording_status(db, rid)[0] == "ready"
 
     for base in stack.frontends.values():
