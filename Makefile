@@ -9,8 +9,8 @@ BUILD   ?= build
 CC      ?= cc
 PYTHON  := /usr/bin/python3
 
-PKGS        := fcgi json-c libjwt libpq
-MEDIA_PKGS  := libavformat libavcodec libavutil libswscale MagickWand
+PKGS        := fcgi json-c libjwt libpq libcrypto
+MEDIA_PKGS  := libavformat libavcodec libavutil libswscale libswresample MagickWand
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(MEDIA_PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 MEDIA_LIBS  := $(shell pkg-config --libs $(MEDIA_PKGS) 2>/dev/null)
@@ -52,7 +52,15 @@ ASAN_WORKER_OBJ := $(call obj,asan,$(WORKER_SRC))
 .PHONY: all test unit integration run stop install clean deps fuzz fuzz-smoke lint-openapi bench
 .DEFAULT_GOAL := all
 
-all: $(addprefix $(BUILD)/,$(PROGRAMS))
+all: $(addprefix $(BUILD)/,$(PROGRAMS)) www/vendor/hls.min.js
+
+# The web UI's HLS player, pinned by package-lock.json and copied into www/ so
+# that nothing is fetched at run time (www/vendor/ is a build product).
+HLS_JS := node_modules/hls.js/dist/hls.min.js
+www/vendor/hls.min.js: package-lock.json
+	@test -f $(HLS_JS) || npm ci --no-audit --no-fund
+	@mkdir -p $(dir $@)
+	cp $(HLS_JS) $@
 
 $(BUILD)/vtp-api: $(call obj,release,$(MAIN_vtp-api)) $(API_OBJ) $(CORE_OBJ)
 $(BUILD)/vtp-worker: $(call obj,release,$(MAIN_vtp-worker)) $(WORKER_OBJ) $(CORE_OBJ)
@@ -148,6 +156,9 @@ fuzz-smoke: $(addprefix $(BUILD)/fuzz/bin/,$(FUZZ_TARGETS))
 # Benchmarks print figures and ratios against baselines of the same run; not part of test.
 bench: all
 	$(PYTHON) bench/queue_bench.py
+	$(PYTHON) bench/ingest_bench.py
+	$(PYTHON) bench/analytics_bench.py
+	$(PYTHON) bench/transcode_bench.py
 
 lint-openapi:
 	npm run --silent lint:openapi
@@ -166,4 +177,4 @@ install: all
 	install -m 0644 apache-vtp.conf deploy/nginx-vtp.conf.in deploy/htaccess.example $(DESTDIR)$(PREFIX)/share/vtp/deploy/
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) www/vendor

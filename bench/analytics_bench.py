@@ -27,7 +27,7 @@ from ingest_bench import HttpClient, connect, make_token, percentile, start_stac
 SEED_SQL = """
 SELECT setseed(0.42);
 CREATE TEMP TABLE s AS
-SELECT i, 'bench-session-' || i AS session_id, 'student-' || (i % 2000) AS user_id,
+SELECT i, 'bench-session-' || i AS session_id, 'student-' || (i %% 2000) AS user_id,
        now() - random() * interval '30 days' AS started_at,
        1 + floor(random() * 3)::int AS n, random() AS r1, random() AS r2, random() AS r3, random() AS r4,
        random() AS r5, random() AS r6, CASE WHEN random() < 0.2 THEN 2 ELSE 1 END AS rate

@@ -36,11 +36,13 @@ static const char summary_sql[] =
 	"  'avg_view_s', CASE WHEN t.views > 0 THEN round((t.view_time_s / t.views)::numeric, 3) ELSE 0 END,"
 	"  'completion_rate', CASE WHEN (SELECT duration_s FROM d) IS NULL THEN NULL WHEN t.views = 0 THEN 0"
 	"   ELSE round(t.completed::numeric / t.views, 4) END,"
-	"  'retention', COALESCE((SELECT json_agg(json_build_object('t', k * " BUCKET_S ", 'viewers', COALESCE(b.viewers, 0))"
+	"  'retention', COALESCE((SELECT json_agg(json_build_object('t', k * " BUCKET_S ","
+	"    'viewers', COALESCE(b.viewers, 0))"
 	"    ORDER BY k) FROM generate_series(0, (SELECT buckets FROM n) - 1) k LEFT JOIN b ON b.bucket = k), '[]'),"
 	"  'by_day', COALESCE((SELECT json_agg(json_build_object('date', day, 'views', views, 'watch_time_s', wt)"
 	"    ORDER BY day) FROM (SELECT to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,"
-	"    count(*) FILTER (WHERE is_view) AS views, round(sum(watch_time_s)::numeric, 3) AS wt FROM s GROUP BY 1) x),"
+	"    count(*) FILTER (WHERE is_view) AS views, round(sum(watch_time_s)::numeric, 3) AS wt"
+	"    FROM s GROUP BY 1) x),"
 	"   '[]'))::text AS doc FROM t";
 
 /* Live attendance (recording_participants) joined with recording views
@@ -107,7 +109,8 @@ static void answer_csv(struct vtp_ctx *ctx, const char *id, PGresult *res)
 			const char *v = vtp_db_get(res, i, by_user_columns[c]);
 			if (c)
 				vtp_buf_puts(&ctx->resp.body, ",");
-			if (v && (strcmp(by_user_columns[c], "attended_live") == 0 || strcmp(by_user_columns[c], "completed") == 0))
+			const char *name = by_user_columns[c];
+			if (v && (strcmp(name, "attended_live") == 0 || strcmp(name, "completed") == 0))
 				v = strcmp(v, "t") == 0 ? "true" : "false";
 			csv_field(&ctx->resp.body, v);
 		}
@@ -133,7 +136,8 @@ static void answer_json(struct vtp_ctx *ctx, PGresult *res)
 		json_object_object_add(o, "sessions", json_object_new_int(atoi(vtp_db_get(res, i, "sessions"))));
 		json_object_object_add(o, "watch_time_s",
 				       json_object_new_double(strtod(vtp_db_get(res, i, "watch_time_s"), NULL)));
-		json_object_object_add(o, "watched_s", json_object_new_double(strtod(vtp_db_get(res, i, "watched_s"), NULL)));
+		json_object_object_add(o, "watched_s",
+				       json_object_new_double(strtod(vtp_db_get(res, i, "watched_s"), NULL)));
 		json_object_object_add(o, "coverage", coverage ? json_object_new_double(strtod(coverage, NULL)) : NULL);
 		json_object_object_add(o, "completed",
 				       json_object_new_boolean(strcmp(vtp_db_get(res, i, "completed"), "t") == 0));

@@ -71,15 +71,18 @@ int files_parse_range(const char *header, long long size, struct byte_range *out
 	for (;;) {
 		long long a = -1, b = -1;
 		p += strspn(p, " \t");
+		/* A malformed set of ranges is refused (416), as nginx does
+		 * when it sends the file: the answer does not depend on the
+		 * web server. */
 		if (*p == '-') { /* suffix: the last b bytes */
 			p++;
 			if (!digits(&p, &b))
-				return -1;
+				return 0;
 		} else {
 			if (!digits(&p, &a) || *p++ != '-')
-				return -1;
+				return 0;
 			if (*p >= '0' && *p <= '9' && (!digits(&p, &b) || b < a))
-				return -1;
+				return 0;
 		}
 		if (++specs > FILES_MAX_RANGES)
 			return -1; /* a flood of ranges is ignored: the whole file is sent */
@@ -94,7 +97,7 @@ int files_parse_range(const char *header, long long size, struct byte_range *out
 		if (*p == '\0')
 			break;
 		if (*p++ != ',')
-			return -1;
+			return 0;
 	}
 	/* Overlapping and adjacent ranges become one, in file order. */
 	qsort(r, (size_t)n, sizeof r[0], by_first);

@@ -32,7 +32,8 @@ struct byte_range {
 /* Parses a Range header value for a file of size bytes (RFC 9110 14.1.2):
  * "bytes=" then ranges "a-b", "a-" or "-n" (suffix). Returns the number of
  * satisfiable ranges put in out (at most FILES_MAX_RANGES), 0 when none is
- * satisfiable (416), or -1 when the header is not a valid bytes range set
+ * satisfiable or the set is malformed (416, as nginx answers), or -1 when
+ * the unit is not "bytes" or there are more than FILES_MAX_RANGES ranges
  * (ignored: the whole file is sent). Overlapping or adjacent ranges are
  * merged, in ascending order. */
 int files_parse_range(const char *header, long long size, struct byte_range *out);

@@ -320,3 +320,20 @@ void jobs_list(struct vtp_ctx *ctx)
 out:
 	PQclear(res);
 }
+
+void jobs_answer_one(struct vtp_ctx *ctx, int status, const char *job_id)
+{
+	static const char sql[] = "SELECT " JOB_COLUMNS " FROM jobs j WHERE j.id = $1";
+	const char *params[] = {job_id};
+	PGresult *res = http_query(ctx, sql, 1, params);
+	if (!res)
+		return;
+	if (PQntuples(res) == 1) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "job", job_json(res, 0));
+		http_json(ctx, status, o);
+	} else {
+		http_problem(ctx, 500, "internal_error", "the request could not be completed");
+	}
+	PQclear(res);
+}

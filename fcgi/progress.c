@@ -14,13 +14,16 @@
 #define COMPLETED_COVERAGE 0.9
 
 /* The share of a share-link viewer, so analytics can tell link views apart. */
-#define SHARE_ID_SQL(TOKEN) "(SELECT id FROM recording_sharing WHERE token_hash = sha256(convert_to(" TOKEN ", 'UTF8')))"
+#define SHARE_ID_SQL(TOKEN)                                                                                    \
+	"(SELECT id FROM recording_sharing WHERE token_hash = sha256(convert_to(" TOKEN ", 'UTF8')))"
 
 /* Applies one event: $1 recording, $2 session, $3 sub ('' for a share-link viewer), SHARE the share's id,
  * $5 event, $6 position, $7..$8 range, $9 rate. */
 #define APPLY_SQL(SHARE)                                                                                       \
 	"vtp_progress_apply($1, $2, NULLIF($3, ''), " SHARE ", $5, $6::double precision, $7::double precision,"  \
 	" $8::double precision, $9::double precision)"
+
+#define SESSION_ID_RULE "session_id must be 8 to 64 characters of A-Z, a-z, 0-9, _ and -"
 
 /* 8 to 64 characters of [A-Za-z0-9_-]: a UUID or any opaque id a player makes up. */
 static bool valid_session_id(const char *s)
@@ -29,8 +32,9 @@ static bool valid_session_id(const char *s)
 	return n >= 8 && n <= 64 && s[n] == '\0';
 }
 
-/* Reads an optional number field into *out (NAN when absent) as seconds from
- * 0 to 10^7 (or a playback rate when rate). Returns 0 or -1 after answering. */
+/* Reads an optional number field into *out (NAN when absent), from 0 to 10^7
+ * (seconds, or a playback rate checked further by the caller). Returns 0 or
+ * -1 after answering. */
 static int read_seconds(struct vtp_ctx *ctx, json_object *body, const char *name, double *out)
 {
 	json_object *v = json_in_get(body, name);
@@ -45,7 +49,7 @@ static int read_seconds(struct vtp_ctx *ctx, json_object *body, const char *name
 	return 0;
 }
 
-/* Formats a number for a SQL parameter; "" (then passed as NULL) for NAN. */
+/* Formats a number for a SQL parameter into buf; NULL (SQL NULL) for NAN. */
 static const char *sql_number(double v, char *buf, size_t size)
 {
 	if (isnan(v))
@@ -81,7 +85,7 @@ void progress_post(struct vtp_ctx *ctx)
 	const char *session = json_object_get_string(json_in_get(body, "session_id"));
 	const char *event = json_object_get_string(json_in_get(body, "event"));
 	if (!valid_session_id(session)) {
-		http_problem(ctx, 422, "invalid_value", "session_id must be 8 to 64 characters of A-Z, a-z, 0-9, _ and -");
+		http_problem(ctx, 422, "invalid_value", SESSION_ID_RULE);
 		goto out;
 	}
 	size_t e = 0;
@@ -115,7 +119,8 @@ void progress_post(struct vtp_ctx *ctx)
 		goto out;
 	}
 	if (strcmp(event, "play") == 0 && !isnan(from)) {
-		http_problem(ctx, 422, "invalid_value", "play carries no range: report watched ranges with heartbeat, pause or ended");
+		http_problem(ctx, 422, "invalid_value",
+			     "play carries no range: report watched ranges with heartbeat, pause or ended");
 		goto out;
 	}
 	const char *params[] = {id,
@@ -187,13 +192,14 @@ void progress_get(struct vtp_ctx *ctx)
 	if (!has_session)
 		session[0] = '\0';
 	if (has_session && !valid_session_id(session)) {
-		http_problem(ctx, 400, "invalid_query", "session_id must be 8 to 64 characters of A-Z, a-z, 0-9, _ and -");
+		http_problem(ctx, 400, "invalid_query", SESSION_ID_RULE);
 		goto out;
 	}
 	if (access_check(ctx, id, ACCESS_PROGRESS) < 0)
 		goto out;
 	if (!has_session && access_is_anonymous(ctx)) {
-		http_problem(ctx, 400, "invalid_query", "with a share link only, name the player's session: ?session_id=");
+		http_problem(ctx, 400, "invalid_query",
+			     "with a share link only, name the player's session: ?session_id=");
 		goto out;
 	}
 	const char *params[] = {id, ctx->who.sub, session};

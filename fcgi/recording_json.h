@@ -14,6 +14,7 @@
 	" vtp_rfc3339(r.started_at) AS started_at, vtp_rfc3339(r.stopped_at) AS stopped_at,"                 \
 	" vtp_rfc3339(r.updated_at) AS updated_at,"                                                          \
 	" r.poster_s IS NOT NULL AS has_poster,"                                                             \
+	" r.renditions::text AS renditions,"                                                                 \
 	" (extract(epoch FROM r.created_at) * 1000000)::bigint AS cursor_us"
 
 /* Answers with the recording in the first row of res (RECORDING_COLUMNS),

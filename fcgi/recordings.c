@@ -86,7 +86,16 @@ static json_object *recording_json(const PGresult *res, int row, json_object *jo
 		json_object_object_add(source, "url", public_url(url));
 	json_object_object_add(o, "source", source);
 	json_object_object_add(o, "retention_days", json_object_new_int(atoi(vtp_db_get(res, row, "retention_days"))));
-	json_object_object_add(o, "renditions", json_object_new_array());
+	/* The HLS ladder that the transcode job published (sql/005_hls.sql); a
+	 * recording has a stream_url once it has one rendition. */
+	const char *renditions_text = vtp_db_get(res, row, "renditions");
+	json_object *renditions = renditions_text ? json_tokener_parse(renditions_text) : NULL;
+	if (!json_object_is_type(renditions, json_type_array)) {
+		json_object_put(renditions);
+		renditions = json_object_new_array();
+	}
+	bool streamable = json_object_array_length(renditions) > 0;
+	json_object_object_add(o, "renditions", renditions);
 	/* Pictures and streams come with the media pipeline; until there is
 	 * something to point at, null. The poster exists once the thumbnail
 	 * job has chosen it (fcgi/thumbnail.c serves it). */
@@ -97,7 +106,13 @@ static json_object *recording_json(const PGresult *res, int row, json_object *jo
 	} else {
 		json_object_object_add(o, "thumbnail_url", NULL);
 	}
-	json_object_object_add(o, "stream_url", NULL);
+	if (streamable) {
+		char *stream = xasprintf("/api/v1/recordings/%s/stream/playlist.m3u8", id);
+		json_object_object_add(o, "stream_url", json_object_new_string(stream));
+		free(stream);
+	} else {
+		json_object_object_add(o, "stream_url", NULL);
+	}
 	json_object_object_add(o, "jobs", jobs ? jobs : json_object_new_array());
 	return o;
 }
@@ -313,7 +328,10 @@ void recordings_start(struct vtp_ctx *ctx)
 		"  retention_days, profiles)"
 		"  VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::text[], '{1080p,720p,480p,360p}'))"
 		"  RETURNING *),"
-		" job AS (INSERT INTO jobs (kind, recording_id, priority) SELECT 'record', id, 10 FROM r)"
+		/* The recorder's child has no database connection to read the source from. */
+		" job AS (INSERT INTO jobs (kind, recording_id, priority, payload) SELECT 'record', id, 10,"
+		"  jsonb_strip_nulls(jsonb_build_object('source_type', source_type, 'sdp', source_sdp, 'url', source_url))"
+		"  FROM r)"
 		" SELECT " RECORDING_COLUMNS " FROM r";
 	json_object *body = NULL;
 	PGresult *res = NULL;

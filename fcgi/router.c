@@ -239,6 +239,14 @@ static bool share_only(const struct vtp_ctx *ctx, const struct route *r)
 	       strncmp(r->pattern, prefix, sizeof prefix - 1) == 0 && (*rest == '\0' || *rest == '/');
 }
 
+/* A signed URL (?token=, lib/url_token.h) opens a ROUTE_URL_TOKEN route
+ * without a Bearer token; its handler checks the token. */
+static bool url_token_only(const struct vtp_ctx *ctx, const struct route *r)
+{
+	char token[128];
+	return (r->flags & ROUTE_URL_TOKEN) && http_query_get(ctx->req.query, "token", token, sizeof token) != 0;
+}
+
 void router_dispatch(struct vtp_ctx *ctx)
 {
 	const struct route *r = find_route(ctx);
@@ -246,7 +254,7 @@ void router_dispatch(struct vtp_ctx *ctx)
 		goto out;
 	if (take_share(ctx) < 0)
 		goto out;
-	if (!(r->flags & ROUTE_PUBLIC) && !share_only(ctx, r) && authenticate(ctx) < 0)
+	if (!(r->flags & ROUTE_PUBLIC) && !share_only(ctx, r) && !url_token_only(ctx, r) && authenticate(ctx) < 0)
 		goto out;
 	if (check_params(ctx, r) < 0 || take_body(ctx, r) < 0)
 		goto out;

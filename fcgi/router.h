@@ -12,6 +12,7 @@ enum route_flags {
 	ROUTE_PUBLIC = 1 << 0,	  /* no token needed */
 	ROUTE_JSON_BODY = 1 << 1, /* takes an application/json body, read before the handler runs */
 	ROUTE_RAW_BODY = 1 << 2,  /* the handler streams the body itself (uploads) */
+	ROUTE_URL_TOKEN = 1 << 3, /* with ?token= no Bearer token is needed: the handler checks the signed token */
 };
 
 struct route {

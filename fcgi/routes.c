@@ -20,6 +20,12 @@ const struct route vtp_routes[] = {
 	{ "GET",    "/api/v1/recordings/{id}/storyboard.json",   storyboard_get_json, 0 },
 	{ "GET",    "/api/v1/recordings/{id}/storyboard.vtt",    storyboard_get_vtt, 0 },
 	{ "GET",    "/api/v1/recordings/{id}/storyboard.jpg",    storyboard_get_jpg, 0 },
+	{ "GET",    "/api/v1/recordings/{id}/download",          download_get,      ROUTE_URL_TOKEN },
+	{ "GET",    "/api/v1/recordings/{id}/download-url",      download_url_get,  0 },
+	{ "POST",   "/api/v1/recordings/{id}/transcode",         transcode_post,    ROUTE_JSON_BODY },
+	{ "GET",    "/api/v1/recordings/{id}/stream/playlist.m3u8", stream_master_get, 0 },
+	{ "GET",    "/api/v1/recordings/{id}/stream/{rendition}/index.m3u8", stream_media_get, ROUTE_URL_TOKEN }, /* a signed ?token=, or Bearer */
+	{ "GET",    "/api/v1/recordings/{id}/stream/{rendition}/{segment}", stream_segment_get, ROUTE_URL_TOKEN }, /* a signed ?token=, or Bearer */
 	{ "POST",   "/api/v1/recordings/{id}/progress",          progress_post,     ROUTE_JSON_BODY },
 	{ "GET",    "/api/v1/recordings/{id}/progress",          progress_get,      0 },
 	{ "GET",    "/api/v1/recordings/{id}/analytics",         analytics_get,     0 },

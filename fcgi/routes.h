@@ -25,6 +25,8 @@ void jobs_list(struct vtp_ctx *ctx);
 void jobs_get(struct vtp_ctx *ctx);
 void jobs_cancel(struct vtp_ctx *ctx);
 void jobs_retry(struct vtp_ctx *ctx);
+/* Answers status with {"job": the job job_id} (fcgi/transcode.c after queueing one). */
+void jobs_answer_one(struct vtp_ctx *ctx, int status, const char *job_id);
 
 /* participants.c */
 void participants_post(struct vtp_ctx *ctx);
@@ -44,6 +46,18 @@ void shares_delete(struct vtp_ctx *ctx);
 
 /* thumbnail.c */
 void thumbnail_get(struct vtp_ctx *ctx);
+
+/* download.c */
+void download_get(struct vtp_ctx *ctx);
+void download_url_get(struct vtp_ctx *ctx);
+
+/* transcode.c */
+void transcode_post(struct vtp_ctx *ctx);
+
+/* stream.c */
+void stream_master_get(struct vtp_ctx *ctx);
+void stream_media_get(struct vtp_ctx *ctx);
+void stream_segment_get(struct vtp_ctx *ctx);
 
 /* storyboard.c */
 void storyboard_get_json(struct vtp_ctx *ctx);

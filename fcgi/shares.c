@@ -113,7 +113,8 @@ void shares_create(struct vtp_ctx *ctx)
 	    json_in_text(ctx, body, "expires_at", "", 1, 40, false, &expires_at) < 0)
 		goto out;
 	if (expires_at && !valid_timestamp(expires_at)) {
-		http_problem(ctx, 422, "invalid_value", "expires_at must be an RFC 3339 timestamp such as 2026-12-31T23:59:59Z");
+		http_problem(ctx, 422, "invalid_value",
+			     "expires_at must be an RFC 3339 timestamp such as 2026-12-31T23:59:59Z");
 		goto out;
 	}
 	json_object *mv = json_in_get(body, "max_views");

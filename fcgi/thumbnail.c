@@ -10,12 +10,14 @@
 #include "app.h"
 #include "files.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -36,6 +38,8 @@ extern char **environ;
  * 503 with Retry-After. */
 #define RENDER_SLOTS 2
 #define RENDER_TIMEOUT_MS 10000
+/* Rendered pictures kept per recording (thumbs/), beyond which new ones are not kept. */
+#define CACHE_MAX_FILES 2000
 
 static sem_t render_slots;
 static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
@@ -91,6 +95,8 @@ static int render(const char *source, const char *out, long long time_ms, int w,
 	posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
 	posix_spawn_file_actions_adddup2(&actions, pipefd[1], 2);
+	/* Nothing else: other requests' sockets must not outlive their answers. */
+	posix_spawn_file_actions_addclosefrom_np(&actions, 3);
 	int e = posix_spawn(&pid, "/proc/self/exe", &actions, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&actions);
 	close(pipefd[1]);
@@ -139,6 +145,36 @@ out:
 		close(pipefd[1]);
 	sem_post(&render_slots);
 	return ret;
+}
+
+/* Files in the folder at path, counting up to limit. */
+static int count_files(const char *path, int limit)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+	if (!d)
+		return 0;
+	for (struct dirent *e; n < limit && (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Answers with the picture at path from memory (no ETag: it is not kept). */
+static int send_once(struct vtp_ctx *ctx, const char *path, const char *mime)
+{
+	char buf[16384];
+	size_t n;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	vtp_buf_reset(&ctx->resp.body);
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		vtp_buf_append(&ctx->resp.body, buf, n);
+	fclose(f);
+	ctx->resp.status = 200;
+	http_header(ctx, "Content-Type", "%s", mime);
+	return 0;
 }
 
 /* A query number: 1 when given (into *v), 0 when absent, -1 after answering 400. */
@@ -217,7 +253,9 @@ void thumbnail_get(struct vtp_ctx *ctx)
 		http_problem(ctx, 422, "invalid_value", "time must not be negative");
 		goto out;
 	}
-	if (!(res = access_query(ctx, id, ACCESS_READ, sql)))
+	/* A ?share= link is checked, not counted as a view: pictures come
+	 * along with the page that shows the recording. */
+	if (!(res = access_query(ctx, id, ACCESS_PROGRESS, sql)))
 		goto out;
 	const char *duration = vtp_db_get(res, 0, "duration_s"), *poster = vtp_db_get(res, 0, "poster_s");
 	const char *has_video = vtp_db_get(res, 0, "has_video");
@@ -236,7 +274,9 @@ void thumbnail_get(struct vtp_ctx *ctx)
 		goto out;
 	}
 	/* To the millisecond: the same picture has one cache file. */
-	long long time_ms = has_time ? llround(t * 1000.0) : -1;
+	/* The poster is the frame at poster_s: it shares its cache files with
+	 * requests for that time, and a new poster gets new files. */
+	long long time_ms = llround((has_time ? t : strtod(poster, NULL)) * 1000.0);
 	if (has_time && t > strtod(duration, NULL) + 0.0005) {
 		http_problem(ctx, 422, "invalid_value", "time must be within the recording's %.3f s", strtod(duration, NULL));
 		goto out;
@@ -257,12 +297,32 @@ void thumbnail_get(struct vtp_ctx *ctx)
 		http_problem(ctx, 500, "internal_error", "the thumbnail could not be made");
 		goto out;
 	}
+	/* Each time and size a reader asks for would otherwise stay on disk
+	 * for good: past CACHE_MAX_FILES pictures, new ones are made, sent
+	 * and removed. */
+	bool cache = count_files(thumbs, CACHE_MAX_FILES) < CACHE_MAX_FILES;
 	free(thumbs);
-	long long render_ms = has_time ? time_ms : llround(strtod(poster, NULL) * 1000.0);
-	int r = render(source, out, render_ms, w, h, fit, fmt, why, sizeof why);
+	if (!cache) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		free(out);
+		out = storage_path(&ctx->app->cfg, id, "thumbs");
+		char *once = xasprintf("%s/once-%ld-%ld.%s", out, (long)getpid(), now.tv_nsec, image_format_ext(fmt));
+		free(out);
+		out = once;
+	}
+	int r = render(source, out, time_ms, w, h, fit, fmt, why, sizeof why);
 	if (r == 2) {
 		log_warn("recording %s: rendering %s took too long", id, name);
 		http_problem(ctx, 503, "thumbnail_busy", "the thumbnail could not be made in time; try again shortly");
+		goto out;
+	}
+	if (!cache) {
+		if (r != 0 || send_once(ctx, out, image_format_mime(fmt)) < 0) {
+			log_error("recording %s: rendering %s failed: %s", id, name, why);
+			http_problem(ctx, 500, "internal_error", "the thumbnail could not be made");
+		}
+		unlink(out);
 		goto out;
 	}
 	if (r != 0 || files_answer(ctx, id, name, &a) < 0) {

@@ -52,6 +52,15 @@ static const struct setting settings[] = {
 	INT(job_timeout_s, "VTP_JOB_TIMEOUT_S", "0", 0, 604800),
 	INT(job_history_days, "VTP_JOB_HISTORY_DAYS", "30", 1, 36500),
 	INT(progress_event_days, "VTP_PROGRESS_EVENT_DAYS", "30", 1, 36500),
+	STR(url_signing_key, "VTP_URL_SIGNING_KEY", NULL),
+	STR(transcode_profiles, "VTP_TRANSCODE_PROFILES",
+	    "1080p:1920x1080:5000:5350:7500,720p:1280x720:2800:2996:4200,480p:854x480:1400:1498:2100,"
+	    "360p:640x360:500:535:750"),
+	STR(hls_segment_type, "VTP_HLS_SEGMENT_TYPE", "fmp4"),
+	INT(hls_segment_s, "VTP_HLS_SEGMENT_S", "6", 1, 60),
+	INT(record_part_s, "VTP_RECORD_PART_S", "600", 1, 86400),
+	INT(record_max_s, "VTP_RECORD_MAX_S", "21600", 1, 604800),
+	INT(record_inactivity_s, "VTP_RECORD_INACTIVITY_S", "1800", 1, 604800),
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -162,6 +171,14 @@ int vtp_config_load(struct vtp_config *cfg, const char *path, char **error)
 	}
 	if (vtp_log_parse_level(cfg->log_level) < 0) {
 		*error = xasprintf("log_level must be error, warn, info or debug, not \"%.32s\"", cfg->log_level);
+		return -1;
+	}
+	if (cfg->url_signing_key && strlen(cfg->url_signing_key) < 16) {
+		*error = xasprintf("url_signing_key must be at least 16 characters");
+		return -1;
+	}
+	if (strcmp(cfg->hls_segment_type, "fmp4") && strcmp(cfg->hls_segment_type, "mpegts")) {
+		*error = xasprintf("hls_segment_type must be fmp4 or mpegts, not \"%.32s\"", cfg->hls_segment_type);
 		return -1;
 	}
 	if (strcmp(cfg->jwt_alg, "HS256") && strcmp(cfg->jwt_alg, "RS256") && strcmp(cfg->jwt_alg, "ES256")) {

@@ -28,6 +28,15 @@ struct vtp_config {
 	long job_timeout_s;    /* 0: each kind's own timeout */
 	long job_history_days; /* finished jobs older than this are pruned */
 	long progress_event_days; /* raw playback events older than this are deleted by the retention job */
+	/* media (issue 4) */
+	char *url_signing_key;	   /* key of signed playlist/segment/download URLs; NULL: derived from jwt_secret */
+	char *transcode_profiles;  /* the HLS ladder: name:WxH:kbps:maxkbps:bufkbps,... (worker/transcode.h) */
+	char *hls_segment_type;	   /* fmp4 or mpegts */
+	long hls_segment_s;	   /* target segment duration */
+	/* recording (issue 5) */
+	long record_part_s;	   /* a recording rolls to a new part file after this many seconds */
+	long record_max_s;	   /* a recording ends by itself after this many seconds */
+	long record_inactivity_s; /* a recording with no packets for this long ends by itself */
 };
 
 /* Fills cfg from built-in defaults, then the file at path (NULL: none), then the

@@ -213,6 +213,13 @@ int frames_grab(struct frames *f, double t, int width, int height, struct rgb_im
 			av_packet_unref(f->pkt);
 			continue;
 		} else {
+			/* Frames well before t are only decoded for the frames
+			 * that refer to them: skip those nothing refers to
+			 * (most B-frames), so a long GOP costs less. */
+			int64_t frame_len = f->pkt->duration > 0 ? f->pkt->duration : 1;
+			f->dec->skip_frame = f->pkt->pts != AV_NOPTS_VALUE && f->pkt->pts < target - 4 * frame_len
+						     ? AVDISCARD_NONREF
+						     : AVDISCARD_DEFAULT;
 			avcodec_send_packet(f->dec, f->pkt);
 			av_packet_unref(f->pkt);
 		}

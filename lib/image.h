@@ -37,8 +37,8 @@ struct image_geometry {
 void image_geometry(int src_w, int src_h, int req_w, int req_h, enum image_fit fit, struct image_geometry *g);
 
 /* The cache file of a thumbnail inside the recording's folder:
- * "thumbs/auto-320x0-preserve.jpg" (time_ms < 0: the poster) or
- * "thumbs/t1500-320x180-crop.webp". */
+ * "thumbs/t1500-320x180-crop.webp" (the poster is the picture at its time;
+ * time_ms < 0 gives "thumbs/auto-..."). */
 void image_cache_name(char *out, size_t size, long long time_ms, int width, int height, enum image_fit fit,
 		      enum image_format fmt);
 

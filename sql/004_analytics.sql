@@ -60,7 +60,8 @@ CREATE TABLE playback_events (
     at             timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX playback_events_recording_idx ON playback_events (recording_id, at);
-CREATE INDEX playback_events_at_idx ON playback_events (at);
+-- Pruning by age: rows arrive in time order, so a BRIN index finds old ones at almost no cost per insert.
+CREATE INDEX playback_events_at_idx ON playback_events USING brin (at);
 
 -- The length in seconds of a multirange of seconds.
 CREATE FUNCTION vtp_ranges_length(m nummultirange) RETURNS double precision
@@ -86,6 +87,10 @@ DECLARE
     new_viewer boolean := false;
     dur double precision;
 BEGIN
+    -- Progress is telemetry: its transaction commits without waiting for the WAL flush, so a crash of the
+    -- database may lose the last fraction of a second of events (never corrupt anything), and players
+    -- never queue behind disk flushes. Only this event's own transaction is affected (is_local).
+    PERFORM set_config('synchronous_commit', 'off', true);
     SELECT duration_s INTO dur FROM recordings WHERE id = rec;
     IF dur IS NOT NULL THEN
         IF pos > dur + 1 OR from_s > dur + 1 OR to_s > dur + 1 THEN
@@ -95,34 +100,40 @@ BEGIN
         from_s := CASE WHEN from_s IS NOT NULL THEN LEAST(from_s, dur) END;  -- LEAST would turn NULL into dur
         to_s := CASE WHEN to_s IS NOT NULL THEN LEAST(to_s, dur) END;
     END IF;
-    SELECT * INTO s FROM playback_sessions p WHERE p.recording_id = rec AND p.session_id = sess FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO playback_sessions (recording_id, session_id, user_id, share_id)
-        VALUES (rec, sess, who, share) ON CONFLICT DO NOTHING RETURNING * INTO s;
-        IF NOT FOUND THEN  -- a concurrent first event of the same session won
-            SELECT * INTO s FROM playback_sessions p WHERE p.recording_id = rec AND p.session_id = sess FOR UPDATE;
-        ELSE
-            new_viewer := true;
-        END IF;
-    END IF;
     watched := ev IN ('heartbeat', 'pause', 'ended') AND from_s IS NOT NULL AND to_s > from_s;
-    IF s.user_id IS DISTINCT FROM who THEN
-        RETURN 'session_conflict';
-    END IF;
-    IF s.last_event_at IS NOT NULL AND date_trunc('second', s.last_event_at) >= date_trunc('second', now()) THEN
-        RETURN 'rate_limited';
-    END IF;
     IF watched THEN
         r := nummultirange(numrange(round(from_s::numeric, 3), round(to_s::numeric, 3)));
         b := int4multirange(int4range(floor(from_s / 5)::integer, ceil(to_s / 5)::integer));
         played := (to_s - from_s) / rate;
     END IF;
-    new_ranges := s.ranges + r;
-    fresh := (s.buckets + b) - s.buckets;
-    UPDATE playback_sessions p SET ranges = new_ranges, buckets = s.buckets + b,
-           watched_s = vtp_ranges_length(new_ranges), watch_time_s = p.watch_time_s + played,
-           position_s = pos, last_event_at = now(), events = p.events + 1, ended = p.ended OR ev = 'ended'
-     WHERE p.recording_id = rec AND p.session_id = sess;
+    SELECT * INTO s FROM playback_sessions p WHERE p.recording_id = rec AND p.session_id = sess FOR UPDATE;
+    IF NOT FOUND THEN
+        -- A new session is written once, whole (the common case under load: no second write of the row).
+        INSERT INTO playback_sessions (recording_id, session_id, user_id, share_id, last_event_at, events, position_s,
+                                       ranges, buckets, watched_s, watch_time_s, ended)
+        VALUES (rec, sess, who, share, now(), 1, pos, r, b, vtp_ranges_length(r), played, ev = 'ended')
+            ON CONFLICT DO NOTHING;
+        IF FOUND THEN
+            new_viewer := true;
+            fresh := b;
+        ELSE  -- a concurrent first event of the same session won
+            SELECT * INTO s FROM playback_sessions p WHERE p.recording_id = rec AND p.session_id = sess FOR UPDATE;
+        END IF;
+    END IF;
+    IF NOT new_viewer THEN
+        IF s.user_id IS DISTINCT FROM who THEN
+            RETURN 'session_conflict';
+        END IF;
+        IF s.last_event_at IS NOT NULL AND date_trunc('second', s.last_event_at) >= date_trunc('second', now()) THEN
+            RETURN 'rate_limited';
+        END IF;
+        new_ranges := s.ranges + r;
+        fresh := (s.buckets + b) - s.buckets;
+        UPDATE playback_sessions p SET ranges = new_ranges, buckets = s.buckets + b,
+               watched_s = vtp_ranges_length(new_ranges), watch_time_s = p.watch_time_s + played,
+               position_s = pos, last_event_at = now(), events = p.events + 1, ended = p.ended OR ev = 'ended'
+         WHERE p.recording_id = rec AND p.session_id = sess;
+    END IF;
     IF NOT isempty(fresh) THEN
         -- In bucket order, so two sessions of one shard always lock counters in the same order.
         INSERT INTO playback_buckets AS c (recording_id, bucket, shard, viewers)
@@ -131,13 +142,20 @@ BEGIN
             ON CONFLICT (recording_id, bucket, shard) DO UPDATE SET viewers = c.viewers + 1;
     END IF;
     IF who IS NOT NULL THEN
-        INSERT INTO playback_viewers AS v (recording_id, user_id, ranges, watched_s, watch_time_s, position_s,
-                                           sessions)
-        VALUES (rec, who, r, vtp_ranges_length(r), played, pos, 1)
-            ON CONFLICT (recording_id, user_id) DO UPDATE SET
-               ranges = v.ranges + r, watched_s = vtp_ranges_length(v.ranges + r),
+        -- Nearly always the viewer's row exists: a plain UPDATE is cheaper than a speculative INSERT.
+        UPDATE playback_viewers v SET ranges = v.ranges + r, watched_s = vtp_ranges_length(v.ranges + r),
                watch_time_s = v.watch_time_s + played, position_s = pos,
-               sessions = v.sessions + CASE WHEN new_viewer THEN 1 ELSE 0 END, last_at = now();
+               sessions = v.sessions + CASE WHEN new_viewer THEN 1 ELSE 0 END, last_at = now()
+         WHERE v.recording_id = rec AND v.user_id = who;
+        IF NOT FOUND THEN
+            INSERT INTO playback_viewers AS v (recording_id, user_id, ranges, watched_s, watch_time_s, position_s,
+                                               sessions)
+            VALUES (rec, who, r, vtp_ranges_length(r), played, pos, 1)
+                ON CONFLICT (recording_id, user_id) DO UPDATE SET
+                   ranges = v.ranges + r, watched_s = vtp_ranges_length(v.ranges + r),
+                   watch_time_s = v.watch_time_s + played, position_s = pos,
+                   sessions = v.sessions + CASE WHEN new_viewer THEN 1 ELSE 0 END, last_at = now();
+        END IF;
     END IF;
     INSERT INTO playback_events (recording_id, session_id, user_id, event, position_s, from_s, to_s, playback_rate)
     VALUES (rec, sess, who, ev, pos, from_s, to_s, rate);

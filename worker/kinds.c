@@ -23,6 +23,23 @@
 	"UPDATE recordings SET storyboard = CASE WHEN jsonb_typeof($2::jsonb -> 'storyboard') = 'object'"     \
 	" THEN $2::jsonb -> 'storyboard' END, updated_at = clock_timestamp() WHERE id = $1"
 
+/* $1 recording id, $2 {"renditions": [...], "segment_type"}: the recording gets its stream_url. */
+#define TRANSCODE_PUBLISH_SQL                                                                                  \
+	"UPDATE recordings SET renditions = $2::jsonb -> 'renditions', hls_segment_type = $2::jsonb ->> 'segment_type',"\
+	" updated_at = clock_timestamp() WHERE id = $1"
+
+/* $1 recording id, $2 the recorder's result: {"source_file", "size_bytes", "duration_s", "parts", "note"};
+ * no source_file: no media was received, and the recording fails. */
+#define RECORD_PUBLISH_SQL                                                                                     \
+	"UPDATE recordings SET source_file = COALESCE($2::jsonb ->> 'source_file', source_file),"             \
+	" size_bytes = COALESCE(($2::jsonb ->> 'size_bytes')::bigint, size_bytes),"                           \
+	" duration_s = COALESCE(($2::jsonb ->> 'duration_s')::double precision, duration_s),"                 \
+	" status = CASE WHEN NOT ($2::jsonb ? 'source_file') THEN 'failed'"                                   \
+	"  WHEN status IN ('pending', 'recording', 'stopping') THEN 'processing' ELSE status END,"            \
+	" stopped_at = COALESCE(stopped_at, GREATEST(clock_timestamp(), started_at)),"                        \
+	" status_detail = COALESCE($2::jsonb ->> 'note', status_detail),"                                     \
+	" updated_at = clock_timestamp() WHERE id = $1"
+
 static const struct job_kind kinds[] = {
 	/* name     run         publish_sql         timeout_s  in_process */
 	{ "noop",   noop_run,   NULL,               10,        true },
@@ -31,6 +48,11 @@ static const struct job_kind kinds[] = {
 	{ "retention", retention_run, NULL,         600,       false },
 	{ "thumbnail", thumbnail_run, THUMBNAIL_PUBLISH_SQL, 120, false },
 	{ "storyboard", storyboard_run, STORYBOARD_PUBLISH_SQL, 600, false },
+	/* a recording ends by stop, record_max_s or record_inactivity_s; the grace lets it finish and join its parts */
+	{ "record", record_run, RECORD_PUBLISH_SQL, 604800, false, 30 },
+	/* 5 s of grace: a stopped transcode removes its temporary folder. */
+	{ "transcode", transcode_run, TRANSCODE_PUBLISH_SQL, 6 * 3600, false, 5 },
+	{ "mp4",    mp4_run,    NULL,               6 * 3600,  false, 5 },
 };
 
 const struct job_kind *job_kind_find(const char *name)

@@ -21,7 +21,8 @@ int retention_run(struct job *job)
 	snprintf(days, sizeof days, "%ld", job->cfg->progress_event_days);
 	const char *params[] = {days};
 	job_progress(job, 0);
-	if (vtp_db_query(&db, &res, "SELECT count(*) AS n FROM vtp_retention_run($1::integer)", 1, params) != VTP_DB_OK) {
+	static const char sql[] = "SELECT count(*) AS n FROM vtp_retention_run($1::integer)";
+	if (vtp_db_query(&db, &res, sql, 1, params) != VTP_DB_OK) {
 		job_error(job, "the retention query failed (database unavailable or SQLSTATE %s)",
 			  db.sqlstate[0] ? db.sqlstate : "none");
 		goto out;

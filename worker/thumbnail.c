@@ -1,4 +1,5 @@
-/* thumbnail.c: the thumbnail job: chooses the poster frame (skipping black and blank ones) and renders its common sizes into thumbs/. */
+/* thumbnail.c: the thumbnail job: chooses the poster frame (skipping black and blank ones) and renders its common sizes into thumbs/
+ * (named by the poster's time, as the API names any picture: fcgi/thumbnail.c). */
 #include "kinds.h"
 
 #include "../lib/frames.h"
@@ -118,7 +119,8 @@ int thumbnail_run(struct job *job)
 	for (size_t i = 0; i < sizeof common_sizes / sizeof common_sizes[0]; i++) {
 		char name[128];
 		size_t len = 0;
-		image_cache_name(name, sizeof name, -1, common_sizes[i][0], common_sizes[i][1], IMAGE_FIT_PRESERVE,
+		image_cache_name(name, sizeof name, llround(chosen * 1000.0), common_sizes[i][0], common_sizes[i][1],
+				 IMAGE_FIT_PRESERVE,
 				 IMAGE_JPG);
 		if (image_encode(&poster, common_sizes[i][0], common_sizes[i][1], IMAGE_FIT_PRESERVE, IMAGE_JPG, &data,
 				 &len, err, sizeof err) < 0) {

@@ -161,3 +161,17 @@ def test_who_manages_shares(ctx, stack):
 ])
 def test_invalid_share_requests(ctx, body, status, code):
     assert_problem(ctx.owner.post(ctx.shares, body), status, code)
+
+
+def test_downloads_need_can_download(ctx):
+    """ACCESS_DOWNLOAD (the download endpoint's check): a link opens downloads only with can_download."""
+    plain, with_dl = share(ctx), share(ctx, can_download=True)
+    r = ctx.anon.get(f"{ctx.rec}/download", params={"share": plain["token"]})
+    if r.status_code == 404 and r.json().get("code") == "not_found":
+        pytest.skip("no download endpoint in this build")
+    assert_problem(r, 403, "forbidden")
+    # Let in (the recording has no file yet, so the endpoint itself answers what is missing).
+    r = ctx.anon.get(f"{ctx.rec}/download", params={"share": with_dl["token"]})
+    assert r.status_code != 403 and r.json().get("code") != "recording_not_found", r.text
+    listed = {i["id"]: i["views"] for i in assert_json(ctx.owner.get(ctx.shares), 200)["items"]}
+    assert listed == {plain["id"]: 0, with_dl["id"]: 1}, listed

@@ -109,7 +109,7 @@ def test_poster_comes_after_the_black_start(stack, db, owner, sources):
     with db.cursor() as cur:
         cur.execute("SELECT poster_s, status FROM recordings WHERE id = %s", (rid,))
         poster_s, status = cur.fetchone()
-    assert status == "ready"
+    assert status == "processing"  # ready once the transcode (heavy queue, sql/005_hls.sql) has run too
     assert poster_s >= 4.0, poster_s
     for base in stack.frontends.values():
         rec = assert_json(Client(base, owner[1]).get(f"{API}/recordings/{rid}"), 200)
@@ -123,9 +123,9 @@ def test_poster_comes_after_the_black_start(stack, db, owner, sources):
         assert mean > 40, f"the poster is dark (mean luma {mean:.1f})"
     # The job rendered the common sizes ahead of time.
     thumbs = Path(stack.storage_path) / rid / "thumbs"
-    for name in ("auto-0x0-preserve.jpg", "auto-320x0-preserve.jpg", "auto-640x0-preserve.jpg",
-                 "auto-1280x0-preserve.jpg"):
-        assert (thumbs / name).is_file(), name
+    ms = round(poster_s * 1000)
+    for size in ("0x0", "320x0", "640x0", "1280x0"):
+        assert (thumbs / f"t{ms}-{size}-preserve.jpg").is_file(), size
     r = get_thumb(stack.frontends["nginx"], owner[1], rid, width=320)
     assert image_size(r.content) == ("mjpeg", 320, 180)
     # A frame inside the black is black: time is honoured.
@@ -245,3 +245,21 @@ def test_fifty_concurrent_new_sizes(stack, owner, sources):
         assert status == 200, (width, status, content[:200])
         assert image_size(content)[1] == width
     assert Client(base).get("/health").status_code == 200
+
+
+def test_full_cache_still_answers_without_keeping(stack, owner, sources):
+    """Past 2000 pictures per recording, new ones are rendered, sent and not kept."""
+    rid = sources["portrait"][0]
+    thumbs = Path(stack.storage_path) / rid / "thumbs"
+    filler = [thumbs / f"filler-{i}.jpg" for i in range(2000)]
+    for p in filler:
+        p.touch()
+    try:
+        r = get_thumb(stack.frontends["nginx"], owner[1], rid, width=77, time=0.5)
+        assert r.status_code == 200, r.text
+        assert image_size(r.content)[1:] == (77, 137)
+        assert not (thumbs / "t500-77x0-preserve.jpg").exists()
+        assert not [p for p in thumbs.iterdir() if p.name.startswith("once-")]
+    finally:
+        for p in filler:
+            p.unlink()

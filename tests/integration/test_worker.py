@@ -287,8 +287,8 @@ def test_sighup_reloads_the_configuration_and_keeps_it_when_broken(db, workers, 
 
 
 def test_jobs_of_kinds_without_code_are_left_for_a_worker_that_has_it(db, workers, queue):
-    # 'record' has no code in this worker yet: it must neither fail nor block the queue.
-    foreign = add_job(db, queue, kind="record", priority=1)
+    # 'import' has no code in this worker: it must neither fail nor block the queue.
+    foreign = add_job(db, queue, kind="import", priority=1)
     mine = add_job(db, queue, priority=500)
     result = workers.run("--until-idle", "--queues", queue, timeout=20)
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,217 @@
+/* stream.c: GET /api/v1/recordings/{id}/stream/...: the HLS master playlist (Bearer or share link), and the
+ * media playlists and segments that it points at through signed, short-lived URL tokens (lib/url_token.h). */
+#include "routes.h"
+
+#include "../lib/db.h"
+#include "../lib/log.h"
+#include "../lib/storage.h"
+#include "../lib/url_token.h"
+#include "access.h"
+#include "app.h"
+#include "files.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* What a stream URL token opens: every playlist and segment of one recording's HLS folder. */
+#define STREAM_SCOPE "stream"
+/* A token lives for the recording's length plus this (a paused player
+ * resumes), at least STREAM_TOKEN_MIN_S, at most a day. */
+#define STREAM_TOKEN_MIN_S 3600
+#define STREAM_TOKEN_MAX_S 86400
+
+/* A rendition folder name as the transcode job writes it (worker/hls.h). */
+static bool valid_rendition(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 15 || s[0] == '-')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
+			return false;
+	return true;
+}
+
+/* A segment name the transcode job writes: init.mp4, seg_NNNNN.m4s or seg_NNNNN.ts. Nothing else is served. */
+static const char *segment_type(const char *s)
+{
+	if (strcmp(s, "init.mp4") == 0)
+		return "video/mp4";
+	if (strncmp(s, "seg_", 4) != 0 || strspn(s + 4, "0123456789") != 5)
+		return NULL;
+	if (strcmp(s + 9, ".m4s") == 0)
+		return "video/mp4";
+	if (strcmp(s + 9, ".ts") == 0)
+		return "video/mp2t";
+	return NULL;
+}
+
+/* Reads a playlist of the recording's hls/ folder and answers it with every
+ * URI given ?token=: lines that are not tags, and URI="..." attributes. */
+static void answer_playlist(struct vtp_ctx *ctx, const char *name, const char *token)
+{
+	char *path = storage_path(&ctx->app->cfg, ctx->params[0], name), line[4096];
+	FILE *f = path ? fopen(path, "re") : NULL;
+	if (!f) {
+		log_error("recording %s: %s is missing", ctx->params[0], name);
+		http_problem(ctx, 500, "internal_error", "the request could not be completed");
+		free(path);
+		return;
+	}
+	vtp_buf_reset(&ctx->resp.body);
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		char *uri = strstr(line, "URI=\"");
+		if (line[0] && line[0] != '#') {
+			vtp_buf_printf(&ctx->resp.body, "%s?token=%s\n", line, token);
+		} else if (line[0] == '#' && uri) {
+			char *end = strchr(uri + 5, '"');
+			if (!end) {
+				vtp_buf_printf(&ctx->resp.body, "%s\n", line);
+				continue;
+			}
+			vtp_buf_append(&ctx->resp.body, line, (size_t)(end - line));
+			vtp_buf_printf(&ctx->resp.body, "?token=%s%s\n", token, end);
+		} else {
+			vtp_buf_printf(&ctx->resp.body, "%s\n", line);
+		}
+	}
+	fclose(f);
+	free(path);
+	ctx->resp.status = 200;
+	http_header(ctx, "Content-Type", "application/vnd.apple.mpegurl");
+	/* Each answer carries its own tokens: never shared, never stored. */
+	http_header(ctx, "Cache-Control", "private, no-store");
+}
+
+void stream_master_get(struct vtp_ctx *ctx)
+{
+	static const char *const allowed[] = {"share", NULL};
+	static const char sql[] =
+		"SELECT r.renditions IS NOT NULL AND jsonb_array_length(r.renditions) > 0 AS ready, r.duration_s"
+		" FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	char *bad = http_query_check(ctx->req.query, allowed);
+	if (bad) {
+		http_problem(ctx, 400, "invalid_query", "%s", bad);
+		free(bad);
+		return;
+	}
+	PGresult *res = access_query(ctx, ctx->params[0], ACCESS_READ, sql);
+	if (!res)
+		return;
+	if (strcmp(vtp_db_get(res, 0, "ready"), "t") != 0) {
+		http_problem(ctx, 409, "stream_not_ready", "the recording has no playable rendition yet; try again later");
+		PQclear(res);
+		return;
+	}
+	const char *duration = vtp_db_get(res, 0, "duration_s");
+	long long life = (duration ? (long long)strtod(duration, NULL) : 0) + STREAM_TOKEN_MIN_S;
+	if (life > STREAM_TOKEN_MAX_S)
+		life = STREAM_TOKEN_MAX_S;
+	PQclear(res);
+	char *token = url_token_make(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, time(NULL) + (time_t)life);
+	if (!token) {
+		log_error("no url_signing_key or jwt_secret: stream URLs cannot be signed");
+		http_problem(ctx, 500, "internal_error", "the request could not be completed");
+		return;
+	}
+	answer_playlist(ctx, "hls/master.m3u8", token);
+	free(token);
+}
+
+/* The ?token= of a media playlist or segment request, checked against the
+ * recording (and the recording must still exist); or, without one, the
+ * caller's Bearer token or share link as for any read, and then a fresh
+ * token into token. Returns 0, or -1 after answering. */
+static int check_token(struct vtp_ctx *ctx, char *token, size_t size)
+{
+	static const char *const allowed[] = {"token", "share", NULL};
+	static const char sql[] = "SELECT 1 FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	char *bad = http_query_check(ctx->req.query, allowed);
+	if (bad) {
+		http_problem(ctx, 400, "invalid_query", "%s", bad);
+		free(bad);
+		return -1;
+	}
+	int got = http_query_get(ctx->req.query, "token", token, size);
+	if (got == 0) {
+		/* No token: the router has authenticated a Bearer token (the route
+		 * is ROUTE_URL_TOKEN); a reader gets the URIs signed as from the master. */
+		if (access_check(ctx, ctx->params[0], ACCESS_PROGRESS) < 0)
+			return -1;
+		char *made = url_token_make(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, time(NULL) + STREAM_TOKEN_MIN_S);
+		if (!made || strlen(made) >= size) {
+			free(made);
+			http_problem(ctx, 500, "internal_error", "the request could not be completed");
+			return -1;
+		}
+		snprintf(token, size, "%s", made);
+		free(made);
+		return 0;
+	}
+	enum url_token_status st = got < 0 ? URL_TOKEN_INVALID
+					   : url_token_check(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, token, time(NULL));
+	if (st == URL_TOKEN_EXPIRED) {
+		http_problem(ctx, 403, "url_token_expired", "this stream URL has expired; load the master playlist again");
+		return -1;
+	}
+	if (st != URL_TOKEN_OK) {
+		http_problem(ctx, 403, "url_token_invalid", "this stream URL is not valid for this recording");
+		return -1;
+	}
+	const char *params[] = {ctx->params[0]};
+	PGresult *res = http_query(ctx, sql, 1, params);
+	if (!res)
+		return -1;
+	int rows = PQntuples(res);
+	PQclear(res);
+	if (rows == 0) {
+		http_problem(ctx, 404, "recording_not_found", "no recording %s", ctx->params[0]);
+		return -1;
+	}
+	return 0;
+}
+
+void stream_media_get(struct vtp_ctx *ctx)
+{
+	char token[URL_TOKEN_MAX + 1], name[STORAGE_NAME_MAX + 1];
+	if (check_token(ctx, token, sizeof token) < 0)
+		return;
+	if (!valid_rendition(ctx->params[1])) {
+		http_problem(ctx, 404, "rendition_not_found", "no such rendition");
+		return;
+	}
+	snprintf(name, sizeof name, "hls/%s/index.m3u8", ctx->params[1]);
+	char *path = storage_path(&ctx->app->cfg, ctx->params[0], name);
+	FILE *f = path ? fopen(path, "re") : NULL;
+	free(path);
+	if (!f) {
+		http_problem(ctx, 404, "rendition_not_found", "the recording has no rendition %s", ctx->params[1]);
+		return;
+	}
+	fclose(f);
+	answer_playlist(ctx, name, token);
+}
+
+void stream_segment_get(struct vtp_ctx *ctx)
+{
+	char token[URL_TOKEN_MAX + 1], name[STORAGE_NAME_MAX + 1];
+	const char *type = segment_type(ctx->params[2]);
+	/* The token first: without one the answer is 401 whatever the name. */
+	if (check_token(ctx, token, sizeof token) < 0)
+		return;
+	if (!valid_rendition(ctx->params[1]) || !type) {
+		http_problem(ctx, 404, "segment_not_found", "no such segment");
+		return;
+	}
+	snprintf(name, sizeof name, "hls/%s/%s", ctx->params[1], ctx->params[2]);
+	/* Segments never change once published (a new transcode replaces the
+	 * folder, and its playlist carries new names only if it must): a
+	 * player may keep them, the URL's token bounds who gets them. */
+	struct file_answer a = {.content_type = type, .cache_control = "private, max-age=3600", .ranges = true};
+	if (files_answer(ctx, ctx->params[0], name, &a) < 0 && ctx->resp.status < 500)
+		http_problem(ctx, 404, "segment_not_found", "no such segment");
+}

@@ -1,0 +1,110 @@
+/* url_token.c: HMAC-SHA256 URL tokens over recording id, scope and expiry (url_token.h). */
+#include "url_token.h"
+
+#include "mem.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAC_LEN 32
+#define MAC_B64_LEN 43 /* base64url of 32 bytes, unpadded */
+
+/* The signing key: url_signing_key as given, else HMAC(jwt_secret, a fixed
+ * label), so that a URL token is never a valid JWT signature and vice versa. */
+static int signing_key(const struct vtp_config *cfg, unsigned char *key, size_t *key_len)
+{
+	const char *secret = cfg->url_signing_key, *label = "vtp url token key v1";
+	if (!secret || !*secret) {
+		secret = cfg->jwt_secret;
+		label = "vtp url token key v1 from jwt_secret";
+	}
+	if (!secret || !*secret)
+		return -1;
+	unsigned int n = 0;
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)label, strlen(label), key, &n);
+	*key_len = n;
+	return 0;
+}
+
+static void b64url(const unsigned char *in, size_t len, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t o = 0;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < len)
+			v |= in[i + 2];
+		out[o++] = a[(v >> 18) & 63];
+		out[o++] = a[(v >> 12) & 63];
+		if (i + 1 < len)
+			out[o++] = a[(v >> 6) & 63];
+		if (i + 2 < len)
+			out[o++] = a[v & 63];
+	}
+	out[o] = '\0';
+}
+
+/* The MAC of one (recording, scope, expiry), base64url, into out[MAC_B64_LEN + 1]. */
+static int mac(const struct vtp_config *cfg, const char *recording_id, const char *scope, long long expires,
+	       char *out)
+{
+	unsigned char key[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+	size_t key_len = 0;
+	unsigned int md_len = 0;
+	if (signing_key(cfg, key, &key_len) < 0)
+		return -1;
+	/* Newline-separated: neither an id nor a scope may hold one, so no two
+	 * different triples give the same message. */
+	if (strchr(recording_id, '\n') || strchr(scope, '\n'))
+		return -1;
+	char *msg = xasprintf("v1\n%s\n%s\n%lld", recording_id, scope, expires);
+	HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), md, &md_len);
+	free(msg);
+	OPENSSL_cleanse(key, sizeof key);
+	b64url(md, MAC_LEN, out);
+	return 0;
+}
+
+char *url_token_make(const struct vtp_config *cfg, const char *recording_id, const char *scope, time_t expires)
+{
+	char m[MAC_B64_LEN + 1];
+	if (expires <= 0 || mac(cfg, recording_id, scope, (long long)expires, m) < 0)
+		return NULL;
+	return xasprintf("%lld.%s", (long long)expires, m);
+}
+
+time_t url_token_expires(const char *token)
+{
+	if (!token || token[0] < '1' || token[0] > '9')
+		return 0;
+	char *end;
+	errno = 0;
+	long long v = strtoll(token, &end, 10);
+	if (errno || *end != '.' || end - token > 12)
+		return 0;
+	return (time_t)v;
+}
+
+enum url_token_status url_token_check(const struct vtp_config *cfg, const char *recording_id, const char *scope,
+				      const char *token, time_t now)
+{
+	time_t expires = url_token_expires(token);
+	if (expires <= 0 || strlen(token) > URL_TOKEN_MAX)
+		return URL_TOKEN_INVALID;
+	const char *given = strchr(token, '.') + 1;
+	char want[MAC_B64_LEN + 1];
+	if (strlen(given) != MAC_B64_LEN || mac(cfg, recording_id, scope, (long long)expires, want) < 0)
+		return URL_TOKEN_INVALID;
+	if (CRYPTO_memcmp(want, given, MAC_B64_LEN) != 0)
+		return URL_TOKEN_INVALID;
+	return now > expires ? URL_TOKEN_EXPIRED : URL_TOKEN_OK;
+}

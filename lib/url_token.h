@@ -1,0 +1,37 @@
+/* url_token.h: signed, short-lived URL tokens (HMAC-SHA256) that let a player or a download link open one
+ * recording's files without a Bearer header. */
+#ifndef VTP_URL_TOKEN_H
+#define VTP_URL_TOKEN_H
+
+#include "config.h"
+
+#include <stdbool.h>
+#include <time.h>
+
+/* Longest token url_token_make() returns, without the NUL. */
+#define URL_TOKEN_MAX 64
+
+/* What url_token_check() finds. */
+enum url_token_status {
+	URL_TOKEN_OK = 0,
+	URL_TOKEN_INVALID = -1, /* malformed, or signed for another recording, scope or key: 403 */
+	URL_TOKEN_EXPIRED = -2, /* well signed but past its expiry: 403 */
+};
+
+/* A token for recording_id and scope (what it opens, e.g. "stream" or
+ * "download:mp4"; the caller decides the vocabulary) valid until expires:
+ * "<expires>.<43 characters of base64url HMAC>", safe in a path or a query
+ * without escaping. The key is url_signing_key, else one derived from
+ * jwt_secret; NULL when there is neither (the caller answers 500). The caller
+ * frees the result. */
+char *url_token_make(const struct vtp_config *cfg, const char *recording_id, const char *scope, time_t expires);
+
+/* Checks token against recording_id and scope at time now (constant-time
+ * comparison). A token of another recording or scope is URL_TOKEN_INVALID. */
+enum url_token_status url_token_check(const struct vtp_config *cfg, const char *recording_id, const char *scope,
+				      const char *token, time_t now);
+
+/* The expiry written in a token (0 when malformed); not a check. */
+time_t url_token_expires(const char *token);
+
+#endif

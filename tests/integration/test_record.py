@@ -1,0 +1,371 @@
+"""The record job end to end with real senders. A recording is started through the API with an SDP
+shaped like a mediasoup PlainTransport consumer's (RTP/AVPF, VP8 or H.264 video, Opus audio, RTCP on
+port+1); a vtp-worker on a queue of the test's own records it while the ffmpeg CLI sends; the stop goes
+through the API; then source.mkv holds what was sent (duration within 0.5 s, by ffprobe, and decodes
+without an error), the recording is 'processing' and a probe follows. Also: health per stream in the
+job's progress_detail; an 11 s pause without packets (longer than libavformat's 10 s RTP read timeout)
+is one recording on one timeline, and short parts are joined; a camera that never sends does not hold
+back the microphone; the maximum duration and the inactivity limit end a recording and say so; ports
+in use are a clear error; SIGKILL of the worker mid-stream is recovered by another worker (the final
+file covers what was recorded before and after, and the recording notes the gap); a worker shutdown
+hands the recording over without losing the first part; an RTMP encoder pushes to a listening
+recorder. Streams are 5-15 s long."""
+
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from helpers import API, Client, make_token, unique
+from test_probe import only_job, run_job
+from test_worker import Workers, poll
+
+FFMPEG_LOG = ["-hide_banner", "-loglevel", "error", "-nostdin"]
+
+
+def free_udp_pairs(n):
+    """n even UDP ports P with P and P+1 free (RTP and RTCP)."""
+    pairs = []
+    while len(pairs) < n:
+        p = random.randrange(20000, 60000, 2)
+        socks = []
+        try:
+            for port in (p, p + 1):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            if p not in pairs:
+                pairs.append(p)
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                s.close()
+    return pairs
+
+
+def port_taken(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+
+
+def sdp_for(video_port, audio_port, video="vp8"):
+    """An SDP as a mediasoup PlainTransport consumer would hand to a recorder."""
+    if video == "vp8":
+        vlines = ["a=rtpmap:96 VP8/90000"]
+    else:
+        vlines = ["a=rtpmap:96 H264/90000", "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f"]
+    lines = ["v=0", "o=- 0 0 IN IP4 127.0.0.1", "s=vtp-test", "c=IN IP4 127.0.0.1", "t=0 0",
+             f"m=video {video_port} RTP/AVPF 96", f"a=rtcp:{video_port + 1}", *vlines,
+             "a=rtcp-fb:96 nack", "a=rtcp-fb:96 nack pli", "a=recvonly",
+             f"m=audio {audio_port} RTP/AVPF 100", f"a=rtcp:{audio_port + 1}", "a=rtpmap:100 opus/48000/2",
+             "a=fmtp:100 minptime=10;useinbandfec=1", "a=recvonly"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def sender(video_port, audio_port, seconds, video="vp8", gap=None):
+    """ffmpeg sending `seconds` of test pattern and tone as RTP, in real time; gap=(a, b): nothing is sent
+    from a to b s (one sender, one SSRC and sequence, timestamps jump: as a paused camera and a muted
+    microphone through an SFU)."""
+    filters = []
+    if gap:
+        filters = ["-vf", f"select='not(between(t,{gap[0]},{gap[1]}))'", "-af",
+                   f"aselect='not(between(t,{gap[0]},{gap[1]}))'", "-fps_mode", "passthrough"]
+    vcodec = ["-c:v", "libvpx", "-deadline", "realtime", "-b:v", "300k", "-g", "15"] if video == "vp8" else [
+        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline",
+        "-pix_fmt", "yuv420p", "-g", "15"]
+    argv = ["ffmpeg", *FFMPEG_LOG, "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
+            "-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", str(seconds),
+            "-map", "0:v", *filters[:2], *filters[4:], *vcodec, "-payload_type", "96", "-f", "rtp", f"rtp://127.0.0.1:{video_port}?rtcpport={video_port + 1}",
+            "-t", str(seconds), "-map", "1:a", *filters[2:4], "-c:a", "libopus", "-b:a", "48k", "-ac", "2", "-payload_type", "100",
+            "-f", "rtp", f"rtp://127.0.0.1:{audio_port}?rtcpport={audio_port + 1}"]
+    if video is None:  # the camera is off: only the microphone sends
+        cut = argv.index("-map")
+        argv = argv[:cut] + argv[argv.index("-map", cut + 1) - 2:]
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def ffprobe_duration(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration:stream=codec_name,codec_type",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    return float(info["format"]["duration"]), sorted(s["codec_name"] for s in info["streams"])
+
+
+def media_end(path):
+    """Where the last packet of a file ends, in seconds (a part cut by SIGKILL has no duration field)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
+                          str(path)], capture_output=True, text=True, check=True).stdout
+    ends = []
+    for line in out.split():
+        pts, _, dur = line.partition(",")
+        if pts not in ("", "N/A"):
+            ends.append(float(pts) + (float(dur) if dur not in ("", "N/A") else 0))
+    return max(ends)
+
+
+def decode_errors(path):
+    """What ffmpeg says when it decodes the whole file ("" when nothing)."""
+    proc = subprocess.run(["ffmpeg", *FFMPEG_LOG, "-i", str(path), "-f", "null", "-"], capture_output=True, text=True)
+    return proc.stderr if proc.returncode else proc.stderr.strip()
+
+
+class Recording:
+    def __init__(self, stack, db, workers, video="vp8", source=None):
+        self.stack, self.db, self.workers = stack, db, workers
+        self.queue = "rec" + uuid.uuid4().hex[:10]
+        self.vport, self.aport = free_udp_pairs(2)
+        self.token = make_token(stack, unique("inst"), "instructor")
+        self.client = Client(stack.frontends["nginx"], self.token)
+        r = self.client.post(API + "/recordings/start", {
+            "title": unique("live"), "room_id": unique("room"),
+            "source": source or {"type": "sdp", "sdp": sdp_for(self.vport, self.aport, video)}})
+        assert r.status_code == 201, r.text
+        self.id = r.json()["id"]
+        # Other tests leave record jobs behind: this one moves to a queue of its own.
+        with db.cursor() as cur:
+            cur.execute("UPDATE jobs SET queue = %s WHERE recording_id = %s AND kind = 'record' RETURNING id, payload",
+                        (self.queue, self.id))
+            (self.job, payload), = cur.fetchall()
+        if not source:
+            assert payload["source_type"] == "sdp" and payload["sdp"].startswith("v=0"), payload
+        self.folder = Path(stack.storage_path) / self.id
+
+    def start_worker(self, **env):
+        return self.workers.start("--queues", self.queue, **env)
+
+    def wait_listening(self):
+        poll("the recorder to bind the SDP's ports",
+             lambda: port_taken(self.vport) and port_taken(self.aport), timeout=15)
+
+    def row(self):
+        with self.db.cursor() as cur:
+            cur.execute("SELECT r.status, r.status_detail, r.source_file, r.size_bytes, r.duration_s,"
+                        " j.state, j.attempts, j.last_error"
+                        " FROM recordings r JOIN jobs j ON j.id = %s WHERE r.id = %s", (self.job, self.id))
+            return dict(zip(("status", "detail", "source_file", "size", "duration", "state", "attempts", "error"),
+                           cur.fetchone()))
+
+    def detail(self):
+        with self.db.cursor() as cur:
+            cur.execute("SELECT progress_detail FROM jobs WHERE id = %s", (self.job,))
+            return cur.fetchone()[0]
+
+    def stop(self):
+        r = self.client.post(f"{API}/recordings/{self.id}/stop")
+        assert r.status_code == 202, r.text
+        poll("the record job to finish", lambda: self.row()["state"] in ("succeeded", "failed", "cancelled"),
+             timeout=30)
+        return self.row()
+
+
+@pytest.fixture
+def workers(stack, tmp_path):
+    w = Workers(stack, tmp_path)
+    yield w
+    w.stop_all()
+
+
+def send(rec, seconds, video="vp8"):
+    proc = sender(rec.vport, rec.aport, seconds, video)
+    _, err = proc.communicate(timeout=seconds + 30)
+    assert proc.returncode == 0, err.decode()
+
+
+@pytest.mark.parametrize("video", ["vp8", "h264"])
+def test_rtp_recording_is_remuxed_published_and_probed(stack, db, workers, video):
+    rec = Recording(stack, db, workers, video)
+    rec.start_worker()
+    rec.wait_listening()
+    assert rec.row()["status"] == "pending"
+    proc = sender(rec.vport, rec.aport, 6, video)
+    poll("status recording", lambda: rec.row()["status"] == "recording", timeout=10)
+    health = poll("health in the job's progress detail", lambda: (d := rec.detail()) and all(
+        st["bit_rate"] > 0 for st in d["streams"]) and d, timeout=10)
+    assert health["part"] == 1 and len(health["streams"]) == 2, health
+    kinds = {st["type"]: st for st in health["streams"]}
+    assert kinds["video"]["codec"] == video and kinds["audio"]["codec"] == "opus", health
+    for st in health["streams"]:
+        assert st["packets"] > 0 and st["bytes"] > 0 and st["bit_rate"] > 0 and "last_keyframe_age_s" in st, st
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err.decode()
+    time.sleep(0.5)
+    t = time.monotonic()
+    row = rec.stop()
+    assert time.monotonic() - t < 2, "the file was not finalised within 2 s of the stop"
+    assert row["state"] == "succeeded", row
+    assert row["status"] == "processing" and row["source_file"] == "source.mkv", row
+    src = rec.folder / "source.mkv"
+    duration, codecs = ffprobe_duration(src)
+    assert abs(duration - 6.0) <= 0.5, duration
+    assert codecs == sorted(["opus", video]), codecs
+    assert row["size"] == src.stat().st_size and abs(row["duration"] - duration) < 0.2, row
+    assert decode_errors(src) == ""
+    # The probe follows (sql/007_record.sql) and reads the joined file.
+    probe = only_job(db, rec.id, "probe")
+    assert run_job(stack, db, probe, lambda r: r["state"] != "queued")["state"] == "succeeded"
+    assert rec.row()["status"] in ("processing", "ready")
+
+
+def test_pause_without_packets_is_one_recording_and_parts_are_joined(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    rec.start_worker(VTP_RECORD_PART_S="2")
+    rec.wait_listening()
+    # 11 s without packets: longer than libavformat's 10 s RTP read timeout; a muted class goes on.
+    proc = sender(rec.vport, rec.aport, 15, gap=(2, 13))
+    time.sleep(12.5)
+    assert rec.row()["state"] == "running" and rec.row()["status"] == "recording"
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
+    time.sleep(0.5)
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    parts = sorted(p.name for p in (rec.folder / "parts").iterdir())
+    assert len(parts) >= 2, parts
+    duration, _ = ffprobe_duration(rec.folder / "source.mkv")
+    # 2 s, the 11 s pause, 2 s: one timeline.
+    assert abs(duration - 15) <= 0.5, duration
+    assert decode_errors(rec.folder / "source.mkv") == ""
+
+
+def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    doomed = rec.start_worker()
+    rec.wait_listening()
+    proc = sender(rec.vport, rec.aport, 12)
+    time.sleep(5)
+    doomed.kill()
+    doomed.wait()
+    rec.start_worker()  # claims the job once the lease of the dead one expires
+    poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err.decode()
+    time.sleep(0.5)
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    assert re.search(r"worker stopped at \d+\.\d s and another one continued .* \(about \d+ s\) is missing",
+                     row["detail"] or ""), row
+    duration, _ = ffprobe_duration(rec.folder / "source.mkv")
+    first = media_end(rec.folder / "parts" / "part-0001.mkv")
+    # Killed at 5 s: the last cluster (1 s) and the interleaving (0.5 s) may be lost, no more.
+    assert first >= 3.4, first
+    # ... and what arrived once the retry had bound the ports again is joined after it.
+    assert first + 1 <= duration <= 12.5, (first, duration)
+    assert decode_errors(rec.folder / "source.mkv") == ""
+
+
+def test_maximum_duration_ends_the_recording_and_says_so(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    rec.start_worker(VTP_RECORD_MAX_S="3")
+    rec.wait_listening()
+    proc = sender(rec.vport, rec.aport, 6)
+    poll("the recorder to end by itself", lambda: rec.row()["state"] == "succeeded", timeout=15)
+    proc.kill()
+    proc.wait()
+    row = rec.row()
+    assert row["status"] == "processing" and "maximum duration of 3 s" in row["detail"], row
+    duration, _ = ffprobe_duration(rec.folder / "source.mkv")
+    assert 2.5 <= duration <= 3.6, duration
+
+
+def test_no_packets_within_the_inactivity_limit_fails_the_recording(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    rec.start_worker(VTP_RECORD_INACTIVITY_S="2")
+    poll("the recorder to give up", lambda: rec.row()["state"] == "succeeded", timeout=15)
+    row = rec.row()
+    assert row["status"] == "failed" and row["source_file"] is None, row
+    assert row["detail"] == "ended after 2 s without packets; no media was received", row
+
+
+def test_ports_in_use_are_a_clear_error(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", rec.vport))
+    try:
+        rec.start_worker()
+        poll("the attempt to fail", lambda: rec.row()["error"], timeout=10)
+        assert "ports named in the SDP" in rec.row()["error"] and "in use" in rec.row()["error"], rec.row()
+    finally:
+        holder.close()
+
+
+def tcp_listening(port):
+    with open("/proc/net/tcp") as f:
+        return any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A" for line in f.readlines()[1:])
+
+
+def test_rtmp_push_to_a_listening_recorder(stack, db, workers):
+    port = free_udp_pairs(1)[0]
+    url = f"rtmp://127.0.0.1:{port}/live/class?listen"
+    rec = Recording(stack, db, workers, source={"type": "url", "url": url})
+    with db.cursor() as cur:
+        cur.execute("SELECT payload FROM jobs WHERE id = %s", (rec.job,))
+        assert cur.fetchone()[0] == {"source_type": "url", "url": url}
+    rec.start_worker()
+    poll("the recorder to listen", lambda: tcp_listening(port), timeout=10)
+    proc = subprocess.run(["ffmpeg", *FFMPEG_LOG, "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-re",
+                           "-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "5", "-c:v", "libx264", "-preset",
+                           "ultrafast", "-g", "15", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
+                           f"rtmp://127.0.0.1:{port}/live/class"], capture_output=True, text=True, timeout=40)
+    assert proc.returncode == 0, proc.stderr
+    # The encoder hung up: the recording ends by itself and says so.
+    poll("the recording to end", lambda: rec.row()["state"] == "succeeded", timeout=15)
+    row = rec.row()
+    assert row["status"] == "processing" and row["detail"] == "ended by the source", row
+    duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
+    assert abs(duration - 5) <= 0.5 and codecs == ["aac", "h264"], (duration, codecs)
+    assert decode_errors(rec.folder / "source.mkv") == ""
+
+
+def test_a_camera_that_never_sends_does_not_hold_back_the_microphone(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    rec.start_worker()
+    rec.wait_listening()
+    proc = sender(rec.vport, rec.aport, 8, video=None)
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err.decode()
+    time.sleep(0.5)
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
+    assert codecs == ["opus"] and abs(duration - 8) <= 0.5, (duration, codecs)
+
+
+def test_a_worker_shutdown_hands_the_recording_to_the_next_worker(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    first = rec.start_worker(VTP_SHUTDOWN_GRACE_S="0")
+    rec.wait_listening()
+    proc = sender(rec.vport, rec.aport, 8)
+    time.sleep(3)
+    first.send_signal(signal.SIGTERM)  # a deploy: the part is closed and the job requeued, not finished
+    assert first.wait(timeout=20) == 0
+    row = rec.row()
+    assert row["state"] == "queued" and row["status"] == "recording", row
+    rec.start_worker()
+    poll("the next worker to continue", lambda: rec.row()["state"] == "running", timeout=10)
+    _, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err.decode()
+    time.sleep(0.5)
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    assert "another one continued" in row["detail"], row
+    parts = sorted(p.name for p in (rec.folder / "parts").iterdir())
+    assert parts == ["part-0001.mkv", "part-0002.mkv"], parts
+    first_part = media_end(rec.folder / "parts" / "part-0001.mkv")
+    assert first_part >= 2.5, first_part  # closed cleanly: nothing of the first 3 s lost
+    duration, _ = ffprobe_duration(rec.folder / "source.mkv")
+    assert first_part + 2 <= duration <= 8.5, (first_part, duration)

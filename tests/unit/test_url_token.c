@@ -1,0 +1,91 @@
+/* test_url_token.c: unit tests of signed URL tokens: round trip, expiry, and no token opening another recording,
+ * scope or key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../lib/url_token.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ID "5d0c9f2e-8a1b-4c3d-9e7f-0a1b2c3d4e5f"
+#define OTHER "5d0c9f2e-8a1b-4c3d-9e7f-0a1b2c3d4e60"
+
+static struct vtp_config config(const char *jwt_secret, const char *signing_key)
+{
+	struct vtp_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.jwt_secret = (char *)jwt_secret; /* read only here */
+	cfg.url_signing_key = (char *)signing_key;
+	return cfg;
+}
+
+static void round_trip(void **state)
+{
+	(void)state;
+	struct vtp_config cfg = config("0123456789abcdef-secret", NULL);
+	char *t = url_token_make(&cfg, ID, "stream", 2000000000);
+	assert_non_null(t);
+	assert_true(strlen(t) <= URL_TOKEN_MAX);
+	assert_int_equal(strspn(t, "0123456789.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"), strlen(t));
+	assert_int_equal(url_token_expires(t), 2000000000);
+	assert_int_equal(url_token_check(&cfg, ID, "stream", t, 1999999999), URL_TOKEN_OK);
+	assert_int_equal(url_token_check(&cfg, ID, "stream", t, 2000000000), URL_TOKEN_OK);
+	assert_int_equal(url_token_check(&cfg, ID, "stream", t, 2000000001), URL_TOKEN_EXPIRED);
+	free(t);
+}
+
+static void never_opens_another(void **state)
+{
+	(void)state;
+	struct vtp_config cfg = config("0123456789abcdef-secret", NULL);
+	struct vtp_config other_key = config("0123456789abcdef-secreT", NULL);
+	struct vtp_config own_key = config("0123456789abcdef-secret", "a separate url signing key");
+	char *t = url_token_make(&cfg, ID, "stream", 2000000000);
+	assert_non_null(t);
+	assert_int_equal(url_token_check(&cfg, OTHER, "stream", t, 0), URL_TOKEN_INVALID);
+	assert_int_equal(url_token_check(&cfg, ID, "download:mp4", t, 0), URL_TOKEN_INVALID);
+	assert_int_equal(url_token_check(&other_key, ID, "stream", t, 0), URL_TOKEN_INVALID);
+	assert_int_equal(url_token_check(&own_key, ID, "stream", t, 0), URL_TOKEN_INVALID);
+	/* A changed expiry invalidates the signature. */
+	char *later = strdup(t);
+	later[0] = (char)(later[0] == '2' ? '3' : '2');
+	assert_int_equal(url_token_check(&cfg, ID, "stream", later, 0), URL_TOKEN_INVALID);
+	/* A flipped signature character. */
+	size_t n = strlen(later);
+	strcpy(later, t);
+	later[n - 1] = (char)(later[n - 1] == 'A' ? 'B' : 'A');
+	assert_int_equal(url_token_check(&cfg, ID, "stream", later, 0), URL_TOKEN_INVALID);
+	free(later);
+	free(t);
+}
+
+static void malformed(void **state)
+{
+	(void)state;
+	struct vtp_config cfg = config("0123456789abcdef-secret", NULL);
+	const char *bad[] = {"", ".", "0.abc", "-1.abc", "2000000000", "2000000000.", "x.y",
+			     "2000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_int_equal(url_token_check(&cfg, ID, "stream", bad[i], 0), URL_TOKEN_INVALID);
+	/* No key at all: no token is made, none is accepted. */
+	struct vtp_config none = config(NULL, NULL);
+	assert_null(url_token_make(&none, ID, "stream", 2000000000));
+	char *t = url_token_make(&cfg, ID, "stream", 2000000000);
+	assert_int_equal(url_token_check(&none, ID, "stream", t, 0), URL_TOKEN_INVALID);
+	free(t);
+	assert_null(url_token_make(&cfg, ID, "a\nb", 2000000000));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(round_trip),
+		cmocka_unit_test(never_opens_another),
+		cmocka_unit_test(malformed),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,146 @@
+/* hls.c: ladder profiles from config, segment measurement and the master playlist (RFC 8216) that we write. */
+#include "hls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len)
+{
+	int n = 0;
+	const char *p = text;
+	while (*p) {
+		struct hls_profile pr;
+		int used = 0;
+		memset(&pr, 0, sizeof pr);
+		if (n == max) {
+			snprintf(why, why_len, "more than %d profiles", max);
+			return -1;
+		}
+		if (sscanf(p, "%15[A-Za-z0-9_-]:%dx%d:%d:%d:%d%n", pr.name, &pr.width, &pr.height, &pr.kbps,
+			   &pr.max_kbps, &pr.buf_kbps, &used) != 6 ||
+		    (p[used] != ',' && p[used] != '\0')) {
+			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps", n + 1);
+			return -1;
+		}
+		if (pr.width < 16 || pr.height < 16 || pr.width > 7680 || pr.height > 4320 || pr.kbps < 16 ||
+		    pr.max_kbps < pr.kbps || pr.buf_kbps < pr.kbps || pr.max_kbps > 200000) {
+			snprintf(why, why_len, "profile %s has sizes or bit rates out of range", pr.name);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+			if (strcmp(out[i].name, pr.name) == 0) {
+				snprintf(why, why_len, "profile %s is named twice", pr.name);
+				return -1;
+			}
+		out[n++] = pr;
+		p += used;
+		if (*p == ',' && !*++p) {
+			snprintf(why, why_len, "a comma ends the list");
+			return -1;
+		}
+	}
+	if (n == 0) {
+		snprintf(why, why_len, "no profile");
+		return -1;
+	}
+	return n;
+}
+
+static long long file_size(const char *dir, const char *name)
+{
+	struct stat st;
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+int hls_measure(const char *dir, struct hls_variant *v)
+{
+	char path[4096], line[1024], init[256] = "";
+	snprintf(path, sizeof path, "%s/index.m3u8", dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	double dur = 0, total_dur = 0;
+	long long total_bits = 0, peak = 0;
+	int segments = 0;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (strncmp(line, "#EXTINF:", 8) == 0) {
+			dur = strtod(line + 8, NULL);
+		} else if (strncmp(line, "#EXT-X-MAP:URI=\"", 16) == 0) {
+			snprintf(init, sizeof init, "%.*s", (int)strcspn(line + 16, "\""), line + 16);
+		} else if (line[0] && line[0] != '#') {
+			long long size = file_size(dir, line);
+			if (size < 0 || dur <= 0) {
+				fclose(f);
+				return -1;
+			}
+			if (segments == 0 && init[0])
+				size += file_size(dir, init) > 0 ? file_size(dir, init) : 0;
+			long long bps = (long long)((double)size * 8 / dur);
+			if (bps > peak)
+				peak = bps;
+			total_bits += size * 8;
+			total_dur += dur;
+			segments++;
+			dur = 0;
+		}
+	}
+	fclose(f);
+	if (segments == 0 || total_dur <= 0)
+		return -1;
+	v->peak_bps = peak;
+	v->avg_bps = (long long)((double)total_bits / total_dur);
+	return 0;
+}
+
+static int by_bandwidth(const void *a, const void *b)
+{
+	const struct hls_variant *x = a, *y = b;
+	return x->peak_bps < y->peak_bps ? 1 : x->peak_bps > y->peak_bps ? -1 : strcmp(x->name, y->name);
+}
+
+int hls_write_master(const char *path, struct hls_variant *v, int n)
+{
+	qsort(v, (size_t)n, sizeof *v, by_bandwidth);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n", f);
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "#EXT-X-STREAM-INF:BANDWIDTH=%lld,AVERAGE-BANDWIDTH=%lld,CODECS=\"%s\"", v[i].peak_bps,
+			v[i].avg_bps, v[i].codecs);
+		if (v[i].width > 0)
+			fprintf(f, ",RESOLUTION=%dx%d", v[i].width, v[i].height);
+		if (v[i].frame_rate > 0)
+			fprintf(f, ",FRAME-RATE=%.3f", v[i].frame_rate);
+		fprintf(f, "\n%s/index.m3u8\n", v[i].name);
+	}
+	int err = ferror(f);
+	if (fclose(f) != 0 || err) {
+		errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
+json_object *hls_renditions_json(const struct hls_variant *v, int n)
+{
+	json_object *a = json_object_new_array();
+	for (int i = 0; i < n; i++) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(v[i].name));
+		json_object_object_add(o, "width", v[i].width ? json_object_new_int(v[i].width) : NULL);
+		json_object_object_add(o, "height", v[i].height ? json_object_new_int(v[i].height) : NULL);
+		json_object_object_add(o, "bandwidth", json_object_new_int64(v[i].peak_bps));
+		json_object_object_add(o, "average_bandwidth", json_object_new_int64(v[i].avg_bps));
+		json_object_object_add(o, "codecs", json_object_new_string(v[i].codecs));
+		json_object_object_add(o, "status", json_object_new_string("ready"));
+		json_object_array_add(a, o);
+	}
+	return a;
+}

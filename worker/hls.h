@@ -1,0 +1,45 @@
+/* hls.h: the HLS ladder's profiles (config data), and the master playlist we write from measured segments. */
+#ifndef VTP_HLS_H
+#define VTP_HLS_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#define HLS_MAX_RUNGS 8
+
+/* One rung of the ladder as configured: "720p:1280x720:2800:2996:4200" is
+ * name, the box it fits in, and target, peak and buffer bit rates (kb/s). */
+struct hls_profile {
+	char name[16];
+	int width, height;
+	int kbps, max_kbps, buf_kbps;
+};
+
+/* Parses a comma-separated list of profiles; returns how many (1..max), or
+ * -1 with a reason in why. */
+int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len);
+
+/* What the master playlist says about one variant (a rung that is complete). */
+struct hls_variant {
+	char name[16];	     /* folder under hls/ and the variant's URI prefix */
+	int width, height;   /* 0 for an audio-only variant */
+	double frame_rate;   /* 0 when unknown or audio only */
+	char codecs[64];     /* RFC 6381: "avc1.64001f,mp4a.40.2" */
+	long long peak_bps;  /* measured: the largest segment bit rate (RFC 8216 4.3.4.2) */
+	long long avg_bps;   /* measured: all segments' bits over their duration */
+};
+
+/* Measures the segments that the media playlist at dir/index.m3u8 lists
+ * (their file sizes over their EXTINF durations, the fMP4 init section
+ * counted into the first) into v->peak_bps and v->avg_bps. Returns 0 or -1. */
+int hls_measure(const char *dir, struct hls_variant *v);
+
+/* Writes the master playlist for n variants to path (sorted by bandwidth,
+ * highest first); each variant's media playlist is "<name>/index.m3u8".
+ * Returns 0 or -1 with errno. */
+int hls_write_master(const char *path, struct hls_variant *v, int n);
+
+/* The recording's renditions array (docs/openapi.yaml, Rendition). */
+json_object *hls_renditions_json(const struct hls_variant *v, int n);
+
+#endif

@@ -1,0 +1,865 @@
+/* record.c: the record job: captures a live source (RTP described by an SDP, or an rtmp/srt/rtsp URL) with
+ * libavformat, remuxed without re-encoding into crash-safe Matroska parts, and joins the parts on stop. */
+#include "kinds.h"
+
+#include "../lib/db.h"
+#include "../lib/log.h"
+#include "../lib/storage.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/error.h>
+#include <libavutil/mathematics.h>
+#include <libavutil/parseutils.h>
+#include <libavutil/time.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FSYNC_EVERY_US 2000000	 /* parts are made durable at least this often */
+#define PROGRESS_EVERY_US 1000000
+#define MAX_STREAMS 8
+#define NOTE_MAX 1024
+
+/* Why capture ended. */
+enum end_reason { END_STOP, END_MAX, END_INACTIVE, END_SOURCE };
+
+/* One part being written: our own descriptor under a libavformat writer, so it can be fsynced. */
+struct part {
+	int fd;
+	AVFormatContext *out;
+	int written_error; /* errno of a failed write, 0 */
+};
+
+struct recorder {
+	struct job *job;
+	const struct vtp_config *cfg;
+	char *parts_dir; /* STORAGE_PATH/<id>/parts */
+	int next_part;	 /* number of the next part file */
+	AVFormatContext *in;
+	int video;	 /* input index of the video stream, -1 */
+	int64_t t0;	 /* first packet's dts (µs): the recording's zero */
+	int64_t last_dts[MAX_STREAMS];
+	int map[MAX_STREAMS]; /* input stream -> output stream, -1: not recorded */
+	bool video_started;   /* a video keyframe was recorded */
+	int64_t end_us;	 /* end of the media written so far (µs since t0) */
+	int64_t part_started_us;
+	struct part part;
+	/* health, per input stream */
+	int64_t packets[MAX_STREAMS], bytes[MAX_STREAMS], dropped[MAX_STREAMS];
+	int64_t last_key_wall[MAX_STREAMS];
+	int64_t bytes_then[MAX_STREAMS], health_at; /* at the previous health report */
+	int64_t last_packet, first_packet; /* av_gettime_relative() of the last and first packets; 0: none yet */
+	struct vtp_db db;
+	bool db_open;
+	bool announced; /* status set to 'recording' */
+};
+
+static int write_cb(void *opaque, uint8_t *buf, int size)
+{
+	struct part *p = opaque;
+	int done = 0;
+	while (done < size) {
+		ssize_t n = write(p->fd, buf + done, (size_t)(size - done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			p->written_error = errno;
+			return AVERROR(errno);
+		}
+		done += (int)n;
+	}
+	return size;
+}
+
+/* STORAGE_PATH/<id>/parts/part-NNNN.mkv */
+static void part_path(const struct recorder *r, int n, char *out, size_t size)
+{
+	snprintf(out, size, "%s/part-%04d.mkv", r->parts_dir, n);
+}
+
+/* The highest part number present in dir, 0 when none. */
+static int last_part_number(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int max = 0;
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int n;
+		char again[32];
+		if (sscanf(e->d_name, "part-%9d.mkv", &n) == 1 && n > 0 &&
+		    snprintf(again, sizeof again, "part-%04d.mkv", n) > 0 && strcmp(again, e->d_name) == 0 && n > max)
+			max = n;
+	}
+	closedir(d);
+	return max;
+}
+
+/* Sets the recording's status to 'recording' on the first packets. Done by the
+ * child itself over its own connection: the supervisor relays only a
+ * progress number, and the status should change when media arrives, not
+ * whenever some later report is interpreted. */
+static void announce_recording(struct recorder *r)
+{
+	if (r->announced)
+		return;
+	r->announced = true;
+	PGresult *res = NULL;
+	const char *params[] = {r->job->recording_id};
+	if (vtp_db_query(&r->db, &res,
+			 "UPDATE recordings SET status = 'recording', started_at = COALESCE(started_at, clock_timestamp()),"
+			 " updated_at = clock_timestamp() WHERE id = $1 AND status = 'pending'",
+			 1, params) != VTP_DB_OK)
+		log_warn("recording %s: cannot set the status to recording", r->job->recording_id);
+	PQclear(res);
+}
+
+/* True when the stop came from the recording's owner (its job's cancel_requested_at), false when the
+ * worker is shutting down or timed the job out: then the job is handed back, and a retry continues. */
+static bool stop_is_final(struct recorder *r)
+{
+	PGresult *res = NULL;
+	char id[24];
+	snprintf(id, sizeof id, "%" PRId64, r->job->id);
+	const char *params[] = {id};
+	bool final = true;
+	if (vtp_db_query(&r->db, &res, "SELECT cancel_requested_at IS NOT NULL AS c FROM jobs WHERE id = $1", 1,
+			 params) == VTP_DB_OK &&
+	    PQntuples(res) == 1)
+		final = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return final;
+}
+
+static int part_close(struct recorder *r)
+{
+	struct part *p = &r->part;
+	int ret = 0;
+	if (!p->out)
+		return 0;
+	if (av_write_trailer(p->out) < 0 || p->written_error)
+		ret = -1;
+	if (p->out->pb) {
+		avio_flush(p->out->pb);
+		av_freep(&p->out->pb->buffer);
+		avio_context_free(&p->out->pb);
+	}
+	avformat_free_context(p->out);
+	p->out = NULL;
+	if (fsync(p->fd) < 0 || close(p->fd) < 0)
+		ret = -1;
+	p->fd = -1;
+	return ret;
+}
+
+static int part_open(struct recorder *r)
+{
+	struct part *p = &r->part;
+	char path[4096];
+	part_path(r, r->next_part, path, sizeof path);
+	p->written_error = 0;
+	p->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (p->fd < 0) {
+		job_error(r->job, "cannot create part %d: %s", r->next_part, strerror(errno));
+		return -1;
+	}
+	r->next_part++;
+	int dfd = open(r->parts_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	if (avformat_alloc_output_context2(&p->out, NULL, "matroska", NULL) < 0)
+		goto fail;
+	uint8_t *buf = av_malloc(65536);
+	if (!buf)
+		goto fail;
+	p->out->pb = avio_alloc_context(buf, 65536, 1, p, NULL, write_cb, NULL);
+	if (!p->out->pb) {
+		av_free(buf);
+		goto fail;
+	}
+	p->out->flags |= AVFMT_FLAG_CUSTOM_IO;
+	p->out->max_interleave_delta = 500000; /* a silent stream must not hold the others back for long */
+	for (unsigned i = 0; i < r->in->nb_streams && i < MAX_STREAMS; i++) {
+		if (r->map[i] < 0)
+			continue;
+		AVStream *st = avformat_new_stream(p->out, NULL);
+		if (!st || avcodec_parameters_copy(st->codecpar, r->in->streams[i]->codecpar) < 0)
+			goto fail;
+		st->codecpar->codec_tag = 0;
+		st->time_base = AV_TIME_BASE_Q;
+	}
+	/* When the part began (Matroska DateUTC): the join measures a crash's gap with it. */
+	char when[64];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct tm tm;
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when + n, sizeof when - n, ".%06ldZ", ts.tv_nsec / 1000);
+	av_dict_set(&p->out->metadata, "creation_time", when, 0);
+	AVDictionary *opts = NULL;
+	/* live: never seek back (the file is readable at any instant); small clusters: little lost on a crash. */
+	av_dict_set(&opts, "live", "1", 0);
+	av_dict_set(&opts, "cluster_time_limit", "1000", 0);
+	av_dict_set(&opts, "cluster_size_limit", "2097152", 0);
+	int err = avformat_write_header(p->out, &opts);
+	av_dict_free(&opts);
+	if (err < 0) {
+		job_error(r->job, "cannot start part %d: %s", r->next_part - 1, av_err2str(err));
+		goto fail_reported;
+	}
+	r->part_started_us = -1;
+	return 0;
+fail:
+	job_error(r->job, "cannot start part %d: out of memory", r->next_part - 1);
+fail_reported:
+	part_close(r);
+	return -1;
+}
+
+static void part_sync(struct recorder *r)
+{
+	if (r->part.out && r->part.out->pb) {
+		avio_flush(r->part.out->pb);
+		fdatasync(r->part.fd);
+	}
+}
+
+static json_object *health_json(struct recorder *r, double elapsed_s)
+{
+	json_object *streams = json_object_new_array();
+	int64_t now = av_gettime_relative();
+	for (unsigned i = 0; i < r->in->nb_streams && i < MAX_STREAMS; i++) {
+		json_object *s = json_object_new_object();
+		json_object_object_add(s, "type",
+				       json_object_new_string(av_get_media_type_string(r->in->streams[i]->codecpar->codec_type)
+								      ?: "unknown"));
+		json_object_object_add(s, "codec", json_object_new_string(avcodec_get_name(r->in->streams[i]->codecpar->codec_id)));
+		json_object_object_add(s, "packets", json_object_new_int64(r->packets[i]));
+		json_object_object_add(s, "bytes", json_object_new_int64(r->bytes[i]));
+		json_object_object_add(s, "dropped", json_object_new_int64(r->dropped[i]));
+		/* over the time since the previous report (the whole recording for the first) */
+		double span = r->health_at ? (double)(now - r->health_at) / 1e6 : elapsed_s;
+		json_object_object_add(s, "bit_rate",
+				       json_object_new_int64(span > 0 ? (int64_t)((double)(r->bytes[i] - r->bytes_then[i]) * 8 / span) : 0));
+		r->bytes_then[i] = r->bytes[i];
+		if (r->last_key_wall[i] > 0)
+			json_object_object_add(s, "last_keyframe_age_s",
+					       json_object_new_double(round((double)(now - r->last_key_wall[i]) / 1e5) / 10));
+		json_object_array_add(streams, s);
+	}
+	r->health_at = now;
+	return streams;
+}
+
+/* True when an Annex B H.264 packet holds an IDR slice (RTP's depacketizer does not flag keyframes). */
+static bool h264_idr(const AVPacket *pkt)
+{
+	const uint8_t *p = pkt->data, *end = pkt->data + pkt->size;
+	while (p + 3 < end) {
+		if (p[0] == 0 && p[1] == 0 && p[2] == 1) {
+			if ((p[3] & 0x1f) == 5)
+				return true;
+			p += 3;
+		} else {
+			p++;
+		}
+	}
+	return false;
+}
+
+/* Writes the streams' health into the job's progress_detail (fenced by the attempt, like a heartbeat).
+ * A database that does not answer is left alone for 30 s: the capture must not wait on it. */
+static void report_health(struct recorder *r, double elapsed_s, int64_t now)
+{
+	static int64_t quiet_until;
+	if (now < quiet_until)
+		return;
+	json_object *detail = json_object_new_object();
+	json_object_object_add(detail, "recorded_s", json_object_new_double(round((double)r->end_us / 1e5) / 10));
+	json_object_object_add(detail, "part", json_object_new_int(r->next_part - 1));
+	json_object_object_add(detail, "streams", health_json(r, elapsed_s));
+	char id[24], attempt[16];
+	snprintf(id, sizeof id, "%" PRId64, r->job->id);
+	snprintf(attempt, sizeof attempt, "%d", r->job->attempt);
+	const char *params[] = {id, attempt,
+				json_object_to_json_string_ext(detail, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)};
+	PGresult *res = NULL;
+	if (vtp_db_query(&r->db, &res,
+			 "UPDATE jobs SET progress_detail = $3::jsonb WHERE id = $1 AND attempts = $2 AND state = 'running'",
+			 3, params) != VTP_DB_OK)
+		quiet_until = now + 30 * 1000000LL;
+	PQclear(res);
+	json_object_put(detail);
+}
+
+/* Writes one input packet into the current part; rolls to a new part at a keyframe when the part is old
+ * enough. Returns 0, or -1 after job_error() on a write failure. */
+static int record_packet(struct recorder *r, AVPacket *pkt)
+{
+	unsigned si = (unsigned)pkt->stream_index;
+	if (si >= r->in->nb_streams || si >= MAX_STREAMS)
+		return 0;
+	AVStream *ist = r->in->streams[si];
+	int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+	if (ist->codecpar->codec_id == AV_CODEC_ID_H264 && !(pkt->flags & AV_PKT_FLAG_KEY) && h264_idr(pkt))
+		pkt->flags |= AV_PKT_FLAG_KEY;
+	r->packets[si]++;
+	r->bytes[si] += pkt->size;
+	if (r->map[si] < 0) {
+		r->dropped[si]++; /* a stream that had not started when the recording did */
+		return 0;
+	}
+	if ((int)si == r->video && !r->video_started) {
+		if (!(pkt->flags & AV_PKT_FLAG_KEY)) {
+			r->dropped[si]++; /* joined mid-stream (a retry): nothing decodes before a keyframe */
+			return 0;
+		}
+		r->video_started = true;
+	}
+	if (pkt->flags & AV_PKT_FLAG_KEY)
+		r->last_key_wall[si] = av_gettime_relative();
+	if (ts == AV_NOPTS_VALUE) {
+		r->dropped[si]++;
+		return 0;
+	}
+	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q);
+	if (r->t0 == AV_NOPTS_VALUE)
+		r->t0 = us;
+	us -= r->t0;
+	if (us < 0 || (r->last_dts[si] != AV_NOPTS_VALUE && us < r->last_dts[si])) {
+		r->dropped[si]++; /* before the start, or out of order: Matroska cannot take it */
+		return 0;
+	}
+	r->last_dts[si] = us;
+	bool key = (int)si == r->video ? (pkt->flags & AV_PKT_FLAG_KEY) != 0 : r->video < 0;
+	if (r->part_started_us >= 0 && key && us - r->part_started_us >= (int64_t)r->cfg->record_part_s * 1000000) {
+		if (part_close(r) < 0) {
+			job_error(r->job, "cannot finish a part: %s", strerror(r->part.written_error ?: EIO));
+			return -1;
+		}
+		if (part_open(r) < 0)
+			return -1;
+	}
+	if (r->part_started_us < 0)
+		r->part_started_us = us;
+	int64_t pts_us = pkt->pts != AV_NOPTS_VALUE ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) - r->t0 : us;
+	int64_t dur_us = pkt->duration > 0 ? av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q) : 0;
+	if (us + dur_us > r->end_us)
+		r->end_us = us + dur_us;
+	pkt->dts = us;
+	pkt->pts = pts_us < us ? us : pts_us;
+	pkt->duration = dur_us;
+	pkt->pos = -1;
+	pkt->stream_index = r->map[si];
+	av_packet_rescale_ts(pkt, AV_TIME_BASE_Q, r->part.out->streams[r->map[si]]->time_base);
+	int err = av_interleaved_write_frame(r->part.out, pkt);
+	if (err < 0) {
+		if (r->part.written_error) {
+			job_error(r->job, "cannot write the recording: %s", strerror(r->part.written_error));
+			return -1;
+		}
+		r->dropped[si]++; /* a packet the muxer refused; the recording goes on */
+	}
+	return 0;
+}
+
+static bool max_reached(const struct recorder *r, int64_t now)
+{
+	/* the media recorded, or (while nothing arrives) the time since the first packet */
+	int64_t max_us = (int64_t)r->cfg->record_max_s * 1000000;
+	return r->end_us >= max_us || (r->first_packet && now - r->first_packet >= max_us);
+}
+
+static bool inactive(const struct recorder *r, int64_t now)
+{
+	return now - r->last_packet >= (int64_t)r->cfg->record_inactivity_s * 1000000;
+}
+
+/* libavformat's interrupt callback: a stop, the maximum duration or the inactivity limit ends a wait at
+ * once (RTP reads otherwise wait 10 s at a time). */
+static int record_interrupt_cb(void *opaque)
+{
+	const struct recorder *r = opaque;
+	if (job_stop_requested())
+		return 1;
+	int64_t now = av_gettime_relative();
+	return r->last_packet && (max_reached(r, now) || inactive(r, now));
+}
+
+/* The first UDP port of the SDP's m= lines (or its RTCP port, +1) that cannot be bound, or 0. */
+static int sdp_port_in_use(const char *sdp)
+{
+	for (const char *line = sdp; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		int port;
+		char media[16];
+		if (sscanf(line, "m=%15s %d", media, &port) != 2 || port <= 0 || port > 65534)
+			continue;
+		for (int p = port; p <= port + 1; p++) {
+			int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
+			sa.sin_addr.s_addr = htonl(INADDR_ANY);
+			int busy = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno == EADDRINUSE;
+			if (fd >= 0)
+				close(fd);
+			if (busy)
+				return p;
+		}
+	}
+	return 0;
+}
+
+/* Opens the source. The SDP goes to a file in the recording's folder (the sdp demuxer reads a file). */
+static int open_source(struct recorder *r, const AVIOInterruptCB *interrupt)
+{
+	json_object *v;
+	const char *type = NULL, *sdp = NULL, *url = NULL;
+	if (json_object_object_get_ex(r->job->payload, "source_type", &v))
+		type = json_object_get_string(v);
+	if (json_object_object_get_ex(r->job->payload, "sdp", &v))
+		sdp = json_object_get_string(v);
+	if (json_object_object_get_ex(r->job->payload, "url", &v))
+		url = json_object_get_string(v);
+	AVDictionary *opts = NULL;
+	char *sdp_path = NULL, *listen_url = NULL;
+	const char *open_url = NULL;
+	const AVInputFormat *ifmt = NULL;
+	int err;
+
+	r->in = avformat_alloc_context();
+	if (!r->in) {
+		job_error(r->job, "out of memory");
+		return -1;
+	}
+	r->in->interrupt_callback = *interrupt;
+	/* Reordering waits for late packets this long. */
+	r->in->max_delay = 500000;
+	if (type && strcmp(type, "sdp") == 0 && sdp) {
+		sdp_path = storage_path(r->cfg, r->job->recording_id, "source.sdp");
+		FILE *f = sdp_path ? fopen(sdp_path, "we") : NULL;
+		if (!f || fputs(sdp, f) < 0 || fclose(f) != 0) {
+			job_error(r->job, "cannot write the SDP file: %s", strerror(errno));
+			free(sdp_path);
+			return -1;
+		}
+		ifmt = av_find_input_format("sdp");
+		open_url = sdp_path;
+		av_dict_set(&opts, "protocol_whitelist", "file,udp,rtp", 0);
+		av_dict_set(&opts, "buffer_size", "4194304", 0);
+		av_dict_set(&opts, "reorder_queue_size", "500", 0);
+	} else if (type && strcmp(type, "url") == 0 && url &&
+		   (strncmp(url, "rtmp://", 7) == 0 || strncmp(url, "rtmps://", 8) == 0 || strncmp(url, "srt://", 6) == 0 ||
+		    strncmp(url, "rtsp://", 7) == 0 || strncmp(url, "rtsps://", 8) == 0)) {
+		open_url = url;
+		av_dict_set(&opts, "protocol_whitelist", "tcp,udp,rtp,rtmp,rtmps,tls,srt,rtsp,rtsps,crypto", 0);
+		if (strncmp(url, "rtsp", 4) == 0)
+			av_dict_set(&opts, "rtsp_transport", "tcp", 0);
+		/* RTMP listen mode: a URL ending in "?listen" makes us the server an encoder pushes to (the query
+		 * is not part of the stream name). The wait for the encoder is bounded by the inactivity limit. */
+		size_t len = strlen(url);
+		if (strncmp(url, "rtmp://", 7) == 0 && len > 7 && strcmp(url + len - 7, "?listen") == 0) {
+			listen_url = strndup(url, len - 7);
+			open_url = listen_url;
+			av_dict_set(&opts, "listen", "1", 0);
+			av_dict_set(&opts, "timeout", "-1", 0);
+		}
+	} else {
+		job_error(r->job, "the job's payload has no usable source (source_type sdp with sdp, or url with a network URL)");
+		return -1;
+	}
+	err = open_url ? avformat_open_input(&r->in, open_url, ifmt, &opts) : AVERROR(ENOMEM);
+	av_dict_free(&opts);
+	free(listen_url);
+	if (sdp_path) {
+		unlink(sdp_path);
+		free(sdp_path);
+	}
+	if (err < 0) {
+		r->in = NULL;
+		if (err == AVERROR_EXIT)
+			return 1; /* stopped, or nothing came within the inactivity limit */
+		int busy = sdp ? sdp_port_in_use(sdp) : 0;
+		if (busy)
+			job_error(r->job, "cannot bind the ports named in the SDP: UDP port %d is in use", busy);
+		else
+			job_error(r->job, "cannot open the source: %s", av_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+/* True when a stream has what the Matroska muxer needs. */
+static bool stream_ready(const AVCodecParameters *par)
+{
+	if (par->codec_type == AVMEDIA_TYPE_VIDEO)
+		return par->width > 0 && par->height > 0;
+	if (par->codec_type == AVMEDIA_TYPE_AUDIO)
+		return par->sample_rate > 0;
+	return false;
+}
+
+/* How many of the source's streams are ready (all: *all set). */
+static unsigned streams_ready(const AVFormatContext *in, bool *all)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < in->nb_streams && i < MAX_STREAMS; i++)
+		n += stream_ready(in->streams[i]->codecpar);
+	*all = n > 0 && n == in->nb_streams;
+	return n;
+}
+
+/* The output stream that input stream i of a part goes to: the k-th of out's streams with its codec, where
+ * k counts the part's earlier streams with that codec; -1 when out has none. */
+static int match_stream(const AVFormatContext *out, const AVFormatContext *in, unsigned i)
+{
+	enum AVCodecID id = in->streams[i]->codecpar->codec_id;
+	unsigned k = 0;
+	for (unsigned j = 0; j < i; j++)
+		k += in->streams[j]->codecpar->codec_id == id;
+	for (unsigned o = 0; o < out->nb_streams; o++)
+		if (out->streams[o]->codecpar->codec_id == id && k-- == 0)
+			return (int)o;
+	return -1;
+}
+
+static AVFormatContext *open_part(const struct recorder *r, int n, char *path, size_t path_size)
+{
+	part_path(r, n, path, path_size);
+	AVFormatContext *in = NULL;
+	if (avformat_open_input(&in, path, av_find_input_format("matroska"), NULL) < 0)
+		return NULL; /* a part cut before its header (crash at the moment it was made) */
+	return in;
+}
+
+/* Joins the parts, in order, into STORAGE_PATH/<id>/source.mkv (written under a temporary name and renamed).
+ * A part whose timestamps start over (a retry after a crash) is placed after the previous one. Adds the
+ * gaps to note. Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
+static int join_parts(struct recorder *r, double *duration_s, int64_t *size, char *note, size_t note_size)
+{
+	AVFormatContext *out = NULL;
+	char *tmp = storage_path(r->cfg, r->job->recording_id, "source.mkv.tmp");
+	char *final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
+	int ret = -1, err, used = 0;
+	int64_t offset = 0, end = 0; /* µs */
+	AVPacket *pkt = av_packet_alloc();
+	int last = last_part_number(r->parts_dir);
+	char prev_path[4096] = "";
+
+	if (!tmp || !final || !pkt) {
+		job_error(r->job, "out of memory");
+		goto out;
+	}
+	char path[4096];
+	if (avformat_alloc_output_context2(&out, NULL, "matroska", tmp) < 0) {
+		job_error(r->job, "out of memory");
+		goto out;
+	}
+	/* The joined file has every stream that any part has: a retry may have seen a camera that the
+	 * first attempt did not. */
+	for (int n = 1; n <= last; n++) {
+		AVFormatContext *in = open_part(r, n, path, sizeof path);
+		for (unsigned i = 0; in && i < in->nb_streams && out->nb_streams < MAX_STREAMS; i++) {
+			if (match_stream(out, in, i) >= 0)
+				continue;
+			AVStream *st = avformat_new_stream(out, NULL);
+			if (!st || avcodec_parameters_copy(st->codecpar, in->streams[i]->codecpar) < 0) {
+				avformat_close_input(&in);
+				job_error(r->job, "out of memory");
+				goto out;
+			}
+			st->codecpar->codec_tag = 0;
+			st->time_base = AV_TIME_BASE_Q;
+		}
+		if (in)
+			avformat_close_input(&in);
+	}
+	if (out->nb_streams == 0) {
+		ret = 1;
+		goto out;
+	}
+	unlink(tmp);
+	if ((err = avio_open(&out->pb, tmp, AVIO_FLAG_WRITE)) < 0 || (err = avformat_write_header(out, NULL)) < 0) {
+		job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
+		goto out;
+	}
+	for (int n = 1; n <= last; n++) {
+		AVFormatContext *in = open_part(r, n, path, sizeof path);
+		if (!in)
+			continue;
+		int map[MAX_STREAMS];
+		for (unsigned i = 0; i < MAX_STREAMS; i++)
+			map[i] = i < in->nb_streams ? match_stream(out, in, i) : -1;
+		bool first = true;
+		int64_t last_dts[MAX_STREAMS];
+		for (int i = 0; i < MAX_STREAMS; i++)
+			last_dts[i] = INT64_MIN;
+		while (av_read_frame(in, pkt) >= 0) { /* a part cut by a crash ends at its last whole cluster */
+			AVStream *ist = in->streams[pkt->stream_index];
+			if (pkt->dts == AV_NOPTS_VALUE) /* Matroska stores presentation times only; no B-frames live */
+				pkt->dts = pkt->pts;
+			if (pkt->dts == AV_NOPTS_VALUE || pkt->stream_index >= MAX_STREAMS || map[pkt->stream_index] < 0) {
+				av_packet_unref(pkt);
+				continue;
+			}
+			int64_t dts = av_rescale_q(pkt->dts, ist->time_base, AV_TIME_BASE_Q);
+			int64_t pts = pkt->pts != AV_NOPTS_VALUE ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) : dts;
+			int64_t dur = av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q);
+			if (first) {
+				first = false;
+				if (dts + offset < end - 1000000) { /* starts over: a new attempt after a crash */
+					offset = end - dts;
+					char gap[64] = "";
+					const AVDictionaryEntry *c = av_dict_get(in->metadata, "creation_time", NULL, 0);
+					int64_t began = 0;
+					struct stat psb;
+					if (c && av_parse_time(&began, c->value, 0) == 0 && prev_path[0] &&
+					    stat(prev_path, &psb) == 0) {
+						double g = (double)began / 1e6 - ((double)psb.st_mtim.tv_sec +
+										  (double)psb.st_mtim.tv_nsec / 1e9);
+						if (g >= 0)
+							snprintf(gap, sizeof gap, " (about %.0f s)", g);
+					}
+					int n2 = snprintf(note + used, note_size - (size_t)used,
+							  "%sthe worker stopped at %.1f s and another one continued the recording: "
+							  "the media before and after is joined, and what was sent in between%s is missing",
+							  used ? "; " : "", (double)end / 1e6, gap);
+					if (n2 > 0 && (size_t)(used + n2) < note_size)
+						used += n2;
+				}
+			}
+			dts += offset;
+			pts += offset;
+			int o = map[pkt->stream_index];
+			if (dts < last_dts[o]) {
+				av_packet_unref(pkt);
+				continue;
+			}
+			last_dts[o] = dts;
+			if (dts + dur > end)
+				end = dts + dur;
+			pkt->dts = dts;
+			pkt->pts = pts;
+			pkt->duration = dur;
+			pkt->pos = -1;
+			pkt->stream_index = o;
+			av_packet_rescale_ts(pkt, AV_TIME_BASE_Q, out->streams[o]->time_base);
+			if ((err = av_interleaved_write_frame(out, pkt)) < 0)
+				log_warn("recording %s: part %d: a packet of stream %d was refused: %s", r->job->recording_id, n,
+					 pkt->stream_index, av_err2str(err));
+			if (err < 0 && out->pb && out->pb->error) {
+				avformat_close_input(&in);
+				job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
+				goto out;
+			}
+		}
+		avformat_close_input(&in);
+		snprintf(prev_path, sizeof prev_path, "%s", path);
+	}
+	if ((err = av_write_trailer(out)) < 0) {
+		job_error(r->job, "cannot finish source.mkv: %s", av_err2str(err));
+		goto out;
+	}
+	avio_closep(&out->pb);
+	int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) < 0 || rename(tmp, final) < 0) {
+		if (fd >= 0)
+			close(fd);
+		job_error(r->job, "cannot publish source.mkv: %s", strerror(errno));
+		goto out;
+	}
+	close(fd);
+	struct stat sb;
+	*size = stat(final, &sb) == 0 ? sb.st_size : 0;
+	*duration_s = (double)end / 1e6;
+	ret = 0;
+out:
+	if (out) {
+		if (out->pb)
+			avio_closep(&out->pb);
+		avformat_free_context(out);
+	}
+	av_packet_free(&pkt);
+	if (ret != 0 && tmp)
+		unlink(tmp);
+	free(tmp);
+	free(final);
+	return ret;
+}
+
+int record_run(struct job *job)
+{
+	struct recorder r = {.job = job, .cfg = job->cfg, .video = -1, .t0 = AV_NOPTS_VALUE};
+	const AVIOInterruptCB interrupt = {record_interrupt_cb, &r};
+	AVPacket *pkt = av_packet_alloc();
+	enum end_reason reason = END_STOP;
+	char note[NOTE_MAX] = "";
+	int ret = -1, err;
+	r.part.fd = -1;
+	for (int i = 0; i < MAX_STREAMS; i++)
+		r.last_dts[i] = AV_NOPTS_VALUE;
+
+	av_log_set_level(AV_LOG_ERROR);
+	vtp_db_init(&r.db, job->cfg, "vtp-worker record");
+	r.db_open = true;
+	if (!pkt || storage_create_recording(job->cfg, job->recording_id) < 0 ||
+	    !(r.parts_dir = storage_path(job->cfg, job->recording_id, "parts"))) {
+		job_error(job, "cannot create the recording's folder (and the recording id must be a UUID): %s",
+			  strerror(errno));
+		goto out;
+	}
+	if (mkdir(r.parts_dir, 0750) < 0 && errno != EEXIST) {
+		job_error(job, "cannot create %s: %s", r.parts_dir, strerror(errno));
+		goto out;
+	}
+	r.next_part = last_part_number(r.parts_dir) + 1;
+	job_progress(job, 0);
+
+	int64_t started = av_gettime_relative();
+	r.last_packet = started; /* waiting for a source to connect counts as inactivity too */
+	int opened = open_source(&r, &interrupt);
+	if (opened < 0)
+		goto out;
+	if (opened == 1 && !job_stop_requested())
+		reason = inactive(&r, av_gettime_relative()) ? END_INACTIVE : END_MAX;
+	if (opened == 0) {
+		/* Wait for what the muxer needs (VP8's size comes with its first keyframe); no packet is lost:
+		 * what is read here is returned again by av_read_frame(). */
+		r.in->max_analyze_duration = 5 * AV_TIME_BASE;
+		while (!job_stop_requested()) {
+			bool all;
+			avformat_find_stream_info(r.in, NULL); /* its answer is in the streams' parameters */
+			/* Some streams ready after 5 s of media: a camera that is off must not hold back the
+			 * microphone (the others are left out of this attempt). */
+			if (streams_ready(r.in, &all) > 0)
+				break;
+			if (inactive(&r, av_gettime_relative())) {
+				reason = END_INACTIVE;
+				break;
+			}
+		}
+	}
+	bool all_ready = false;
+	if (r.in && streams_ready(r.in, &all_ready) > 0 && !job_stop_requested() && reason == END_STOP) {
+		int n_out = 0;
+		for (unsigned i = 0; i < r.in->nb_streams && i < MAX_STREAMS; i++) {
+			bool ok = stream_ready(r.in->streams[i]->codecpar);
+			r.map[i] = ok ? n_out++ : -1;
+			if (ok && r.video < 0 && r.in->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO)
+				r.video = (int)i;
+			if (!ok)
+				log_warn("recording %s: stream %u (%s) sent nothing usable in time; recording without it",
+					 job->recording_id, i, avcodec_get_name(r.in->streams[i]->codecpar->codec_id));
+		}
+		if (part_open(&r) < 0)
+			goto out;
+		int64_t last_sync = av_gettime_relative(), last_progress = 0;
+		while (!job_stop_requested()) {
+			int64_t now = av_gettime_relative();
+			err = av_read_frame(r.in, pkt);
+			now = av_gettime_relative();
+			if (err >= 0) {
+				r.last_packet = now;
+				if (!r.first_packet)
+					r.first_packet = now;
+				announce_recording(&r);
+				int w = record_packet(&r, pkt);
+				av_packet_unref(pkt);
+				if (w < 0)
+					goto out;
+			} else if (err == AVERROR_EXIT || job_stop_requested()) {
+				if (!job_stop_requested()) /* the interrupt callback saw a limit */
+					reason = max_reached(&r, now) ? END_MAX : END_INACTIVE;
+				break;
+			} else if (err != AVERROR(EAGAIN) && strcmp(r.in->iformat->name, "sdp") != 0) {
+				log_info("recording %s: the source ended: %s", job->recording_id, av_err2str(err));
+				reason = END_SOURCE; /* a pushed or pulled stream that ended */
+				break;
+			} else {
+				/* No packets for a while (RTP says so after 10 s): silence is not the end. */
+				av_usleep(20000);
+			}
+			if (now - last_sync >= FSYNC_EVERY_US) {
+				part_sync(&r);
+				last_sync = now;
+			}
+			if (now - last_progress >= PROGRESS_EVERY_US) {
+				last_progress = now;
+				job_progress(job, (double)(now - started) / 1e6 / (double)job->cfg->record_max_s);
+				if (r.first_packet)
+					report_health(&r, (double)(now - r.first_packet) / 1e6, now);
+			}
+			if (max_reached(&r, now)) {
+				reason = END_MAX;
+				break;
+			}
+			if (inactive(&r, now)) {
+				reason = END_INACTIVE;
+				break;
+			}
+		}
+		if (part_close(&r) < 0) {
+			job_error(job, "cannot finish the last part: %s", strerror(r.part.written_error ?: EIO));
+			goto out;
+		}
+	}
+	if (r.in)
+		avformat_close_input(&r.in);
+	if (job_stop_requested() && reason == END_STOP && !stop_is_final(&r)) {
+		/* The worker is shutting down: hand the job back; the next attempt appends parts. */
+		job_error(job, "the worker stopped; %d part(s) kept, the next attempt continues", r.next_part - 1);
+		goto out;
+	}
+	if (reason == END_MAX)
+		snprintf(note, sizeof note, "ended after the maximum duration of %ld s", job->cfg->record_max_s);
+	else if (reason == END_INACTIVE)
+		snprintf(note, sizeof note, "ended after %ld s without packets", job->cfg->record_inactivity_s);
+	else if (reason == END_SOURCE)
+		snprintf(note, sizeof note, "ended by the source");
+	size_t used = strlen(note);
+	double duration = 0;
+	int64_t size = 0;
+	int joined = join_parts(&r, &duration, &size, note + used + (used ? 2 : 0), sizeof note - used - 2);
+	if (joined < 0)
+		goto out;
+	if (used && note[used + 2])
+		memcpy(note + used, "; ", 2);
+	json_object *result = json_object_new_object();
+	if (joined == 0) {
+		json_object_object_add(result, "source_file", json_object_new_string("source.mkv"));
+		json_object_object_add(result, "size_bytes", json_object_new_int64(size));
+		json_object_object_add(result, "duration_s", json_object_new_double(round(duration * 1000) / 1000));
+	} else {
+		snprintf(note + used, sizeof note - used, "%sno media was received", used ? "; " : "");
+	}
+	json_object_object_add(result, "parts", json_object_new_int(last_part_number(r.parts_dir)));
+	if (note[0])
+		json_object_object_add(result, "note", json_object_new_string(note));
+	job_result(job, result);
+	ret = 0;
+out:
+	if (r.part.out)
+		part_close(&r);
+	if (r.in)
+		avformat_close_input(&r.in);
+	av_packet_free(&pkt);
+	free(r.parts_dir);
+	if (r.db_open)
+		vtp_db_close(&r.db);
+	return ret;
+}

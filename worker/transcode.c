@@ -1,0 +1,766 @@
+/* transcode.c: the transcode job: decodes the source once, scales each rung of the ladder from the rung above,
+ * encodes H.264 + AAC with IDR frames at every segment boundary, writes one HLS folder per rung and our own
+ * master playlist into a temporary folder, and publishes it by rename. */
+#include "kinds.h"
+
+#include "hls.h"
+#include "../lib/storage.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/audio_fifo.h>
+#include <libavutil/avstring.h>
+#include <libavutil/channel_layout.h>
+#include <libavutil/error.h>
+#include <libavutil/opt.h>
+#include <libswresample/swresample.h>
+#include <libswscale/swscale.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The demuxers a source may be read with (as in probe.c). */
+#define SOURCE_FORMATS "mov,matroska,mpegts,mp3,ogg,wav,aac,flac,flv"
+#define AUDIO_RATE 48000
+#define AUDIO_BPS 128000
+
+struct rung {
+	struct hls_profile pr;
+	int width, height;
+	struct SwsContext *sws;
+	AVFrame *frame; /* this rung's picture of the current source frame; the next rung scales from it */
+	AVCodecContext *enc;
+	AVFormatContext *mux;
+	AVStream *vst, *ast;
+	char codecs[64];
+	bool header_written;
+};
+
+struct transcode {
+	struct job *job;
+	AVFormatContext *in;
+	int vi, ai;
+	AVCodecContext *vdec, *adec, *aenc;
+	SwrContext *swr;
+	AVAudioFifo *fifo;
+	int64_t audio_next_pts; /* in 1/AUDIO_RATE; AV_NOPTS_VALUE until the first audio frame */
+	int64_t start_us;	/* the source's start: every output timestamp counts from it */
+	int64_t last_vpts;
+	double seg_s, duration_s, last_progress;
+	int64_t next_boundary; /* index of the next segment boundary where an IDR is forced */
+	AVRational frame_rate;
+	struct rung rungs[HLS_MAX_RUNGS];
+	int n;
+	AVFrame *frame;
+	AVPacket *pkt;
+	const char *mp4_path; /* set: one rung into this faststart MP4 file instead of HLS (the mp4 job) */
+};
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+/* Removes a folder and what is in it (symbolic links removed, not followed); a missing one is fine. */
+static int remove_tree(const char *path)
+{
+	if (access(path, F_OK) != 0)
+		return 0;
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static uid_t owner_uid;
+static gid_t owner_gid;
+
+static int own_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return lchown(path, owner_uid, owner_gid);
+}
+
+/* When root (a worker run by hand or by the tests), gives the tree the owner
+ * of the recording's folder, so that vtp-api (that owner) can read it. */
+static void own_tree(const char *path, const char *folder)
+{
+	struct stat st;
+	if (geteuid() != 0 || stat(folder, &st) < 0)
+		return;
+	owner_uid = st.st_uid;
+	owner_gid = st.st_gid;
+	nftw(path, own_entry, 16, FTW_PHYS);
+}
+
+/* RFC 6381 name of an H.264 stream ("avc1.64001f") from the first SPS in Annex B or avcC data. */
+static bool avc_codecs(const uint8_t *d, int size, char *out, size_t out_size)
+{
+	if (size > 4 && d[0] == 1) { /* avcC: profile, compatibility, level at 1..3 */
+		snprintf(out, out_size, "avc1.%02x%02x%02x", d[1], d[2], d[3]);
+		return true;
+	}
+	for (int i = 0; i + 6 < size; i++)
+		if (d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1 && (d[i + 3] & 0x1f) == 7) {
+			snprintf(out, out_size, "avc1.%02x%02x%02x", d[i + 4], d[i + 5], d[i + 6]);
+			return true;
+		}
+	return false;
+}
+
+/* Fits the source's display size into the profile's box, both sides even. */
+static void fit(int sw, int sh, AVRational sar, int bw, int bh, int *w, int *h)
+{
+	double dw = sw * (sar.num > 0 && sar.den > 0 ? av_q2d(sar) : 1.0);
+	double f = fmin(fmin((double)bw / dw, (double)bh / sh), 1.0);
+	*w = (int)lround(dw * f / 2) * 2;
+	*h = (int)lround(sh * f / 2) * 2;
+	if (*w < 2)
+		*w = 2;
+	if (*h < 2)
+		*h = 2;
+}
+
+static int by_height_desc(const void *a, const void *b)
+{
+	const struct rung *x = a, *y = b;
+	return y->height - x->height;
+}
+
+/* Chooses the rungs: the profiles (all, or those the payload names) whose
+ * height the source reaches; never upscale. A source below every profile gets
+ * one rung at its own size, with the smallest profile's bit rates. */
+static int choose_rungs(struct transcode *t, const struct hls_profile *pr, int np)
+{
+	const AVCodecParameters *par = t->in->streams[t->vi]->codecpar;
+	AVRational sar = av_guess_sample_aspect_ratio(t->in, t->in->streams[t->vi], NULL);
+	int smallest = 0;
+	for (int i = 0; i < np; i++) {
+		if (pr[i].height < pr[smallest].height)
+			smallest = i;
+		if (pr[i].height > par->height)
+			continue;
+		struct rung *r = &t->rungs[t->n];
+		r->pr = pr[i];
+		fit(par->width, par->height, sar, pr[i].width, pr[i].height, &r->width, &r->height);
+		bool dup = false;
+		for (int k = 0; k < t->n; k++)
+			dup |= t->rungs[k].width == r->width && t->rungs[k].height == r->height;
+		if (!dup)
+			t->n++;
+	}
+	if (t->n == 0) {
+		struct rung *r = &t->rungs[t->n++];
+		r->pr = pr[smallest];
+		fit(par->width, par->height, sar, par->width, par->height, &r->width, &r->height);
+	}
+	qsort(t->rungs, (size_t)t->n, sizeof t->rungs[0], by_height_desc);
+	return t->n;
+}
+
+static int open_decoder(struct transcode *t, int index, AVCodecContext **out)
+{
+	const AVCodecParameters *par = t->in->streams[index]->codecpar;
+	const AVCodec *dec = avcodec_find_decoder(par->codec_id);
+	int err;
+	if (!dec) {
+		job_error(t->job, "the source's %s codec %s cannot be decoded", av_get_media_type_string(par->codec_type),
+			  avcodec_get_name(par->codec_id));
+		return -1;
+	}
+	*out = avcodec_alloc_context3(dec);
+	if (!*out || (err = avcodec_parameters_to_context(*out, par)) < 0) {
+		job_error(t->job, "out of memory");
+		return -1;
+	}
+	(*out)->pkt_timebase = t->in->streams[index]->time_base;
+	(*out)->thread_count = 0;
+	if ((err = avcodec_open2(*out, dec, NULL)) < 0) {
+		job_error(t->job, "the source's %s stream cannot be decoded: %s", avcodec_get_name(par->codec_id),
+			  av_err2str(err));
+		return -1;
+	}
+	return 0;
+}
+
+static int open_video_encoder(struct transcode *t, struct rung *r, bool global_header)
+{
+	const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+	int err;
+	if (!codec || !(r->enc = avcodec_alloc_context3(codec))) {
+		job_error(t->job, "libx264 is not available");
+		return -1;
+	}
+	AVCodecContext *e = r->enc;
+	e->width = r->width;
+	e->height = r->height;
+	e->pix_fmt = AV_PIX_FMT_YUV420P;
+	e->sample_aspect_ratio = (AVRational){1, 1};
+	e->time_base = t->in->streams[t->vi]->time_base;
+	e->framerate = t->frame_rate;
+	e->bit_rate = (int64_t)r->pr.kbps * 1000;
+	e->rc_max_rate = (int64_t)r->pr.max_kbps * 1000;
+	e->rc_buffer_size = r->pr.buf_kbps * 1000;
+	/* Keyframes only where we force them (segment boundaries), so every
+	 * rung has the same IDR frames: no scene-cut or periodic IDR. */
+	e->gop_size = 100000;
+	e->max_b_frames = 3;
+	if (global_header)
+		e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+	av_opt_set(e->priv_data, "preset", "veryfast", 0);
+	av_opt_set(e->priv_data, "profile", "high", 0);
+	av_opt_set_int(e->priv_data, "forced-idr", 1, 0);
+	av_opt_set(e->priv_data, "x264-params", "scenecut=0:open-gop=0", 0);
+	if ((err = avcodec_open2(e, codec, NULL)) < 0) {
+		job_error(t->job, "cannot start the H.264 encoder for %s: %s", r->pr.name, av_err2str(err));
+		return -1;
+	}
+	if (e->extradata_size > 0)
+		avc_codecs(e->extradata, e->extradata_size, r->codecs, sizeof r->codecs);
+	return 0;
+}
+
+static int open_audio(struct transcode *t)
+{
+	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+	AVChannelLayout in_layout = {0}, stereo = AV_CHANNEL_LAYOUT_STEREO;
+	int err;
+	if (open_decoder(t, t->ai, &t->adec) < 0)
+		return -1;
+	if (!codec || !(t->aenc = avcodec_alloc_context3(codec))) {
+		job_error(t->job, "the AAC encoder is not available");
+		return -1;
+	}
+	t->aenc->sample_fmt = AV_SAMPLE_FMT_FLTP;
+	t->aenc->sample_rate = AUDIO_RATE;
+	av_channel_layout_copy(&t->aenc->ch_layout, &stereo);
+	t->aenc->bit_rate = AUDIO_BPS;
+	t->aenc->time_base = (AVRational){1, AUDIO_RATE};
+	t->aenc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+	if ((err = avcodec_open2(t->aenc, codec, NULL)) < 0) {
+		job_error(t->job, "cannot start the AAC encoder: %s", av_err2str(err));
+		return -1;
+	}
+	if (t->adec->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || t->adec->ch_layout.nb_channels == 0)
+		av_channel_layout_default(&in_layout, t->adec->ch_layout.nb_channels > 0 ? t->adec->ch_layout.nb_channels : 2);
+	else
+		av_channel_layout_copy(&in_layout, &t->adec->ch_layout);
+	err = swr_alloc_set_opts2(&t->swr, &stereo, AV_SAMPLE_FMT_FLTP, AUDIO_RATE, &in_layout, t->adec->sample_fmt,
+				  t->adec->sample_rate, 0, NULL);
+	av_channel_layout_uninit(&in_layout);
+	if (err < 0 || (err = swr_init(t->swr)) < 0) {
+		job_error(t->job, "cannot convert the source's audio: %s", av_err2str(err));
+		return -1;
+	}
+	if (!(t->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, 2, 4096))) {
+		job_error(t->job, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool fmp4)
+{
+	char playlist[4096], segments[4096];
+	AVDictionary *opts = NULL;
+	int err;
+	snprintf(playlist, sizeof playlist, "%s/index.m3u8", dir ? dir : ".");
+	snprintf(segments, sizeof segments, "%s/seg_%%05d.%s", dir ? dir : ".", fmp4 ? "m4s" : "ts");
+	if (t->mp4_path) {
+		if ((err = avformat_alloc_output_context2(&r->mux, NULL, "mp4", t->mp4_path)) < 0 ||
+		    (err = avio_open(&r->mux->pb, t->mp4_path, AVIO_FLAG_WRITE)) < 0) {
+			job_error(t->job, "cannot start the MP4 writer: %s", av_err2str(err));
+			return -1;
+		}
+	} else if ((err = avformat_alloc_output_context2(&r->mux, NULL, "hls", playlist)) < 0) {
+		job_error(t->job, "cannot start the HLS writer: %s", av_err2str(err));
+		return -1;
+	}
+	if (r->enc) {
+		r->vst = avformat_new_stream(r->mux, NULL);
+		avcodec_parameters_from_context(r->vst->codecpar, r->enc);
+		r->vst->time_base = r->enc->time_base;
+		r->vst->avg_frame_rate = t->frame_rate;
+	}
+	if (t->aenc) {
+		r->ast = avformat_new_stream(r->mux, NULL);
+		avcodec_parameters_from_context(r->ast->codecpar, t->aenc);
+		r->ast->time_base = t->aenc->time_base;
+	}
+	if (t->mp4_path)
+		av_dict_set(&opts, "movflags", "+faststart", 0);
+	else
+		av_dict_set_int(&opts, "hls_time", (int64_t)t->seg_s, 0);
+	if (!t->mp4_path) {
+		av_dict_set(&opts, "hls_playlist_type", "vod", 0);
+		av_dict_set(&opts, "hls_list_size", "0", 0);
+		av_dict_set(&opts, "hls_segment_type", fmp4 ? "fmp4" : "mpegts", 0);
+		av_dict_set(&opts, "hls_segment_filename", segments, 0);
+		av_dict_set(&opts, "hls_fmp4_init_filename", "init.mp4", 0);
+		av_dict_set(&opts, "hls_flags", "independent_segments", 0);
+	}
+	err = avformat_write_header(r->mux, &opts);
+	av_dict_free(&opts);
+	if (err < 0) {
+		job_error(t->job, "cannot start the HLS writer for %s: %s", r->pr.name, av_err2str(err));
+		return -1;
+	}
+	r->header_written = true;
+	return 0;
+}
+
+/* Writes a packet of enc (a rung's video encoder, or the shared audio
+ * encoder when r is NULL: then to every rung) into the rung's HLS writer. */
+static int write_packet(struct transcode *t, struct rung *r, AVPacket *pkt)
+{
+	int err = 0;
+	if (!r) {
+		for (int i = 0; i < t->n && err >= 0; i++) {
+			AVPacket *copy = av_packet_clone(pkt);
+			if (!copy)
+				return AVERROR(ENOMEM);
+			copy->stream_index = t->rungs[i].ast->index;
+			av_packet_rescale_ts(copy, t->aenc->time_base, t->rungs[i].ast->time_base);
+			err = av_interleaved_write_frame(t->rungs[i].mux, copy);
+			av_packet_free(&copy);
+		}
+		return err;
+	}
+	if (!r->codecs[0])
+		avc_codecs(pkt->data, pkt->size, r->codecs, sizeof r->codecs);
+	pkt->stream_index = r->vst->index;
+	av_packet_rescale_ts(pkt, r->enc->time_base, r->vst->time_base);
+	return av_interleaved_write_frame(r->mux, pkt);
+}
+
+/* Sends frame (NULL: flush) to enc and writes what comes out. */
+static int encode(struct transcode *t, AVCodecContext *enc, struct rung *r, AVFrame *frame)
+{
+	int err = avcodec_send_frame(enc, frame);
+	while (err >= 0) {
+		err = avcodec_receive_packet(enc, t->pkt);
+		if (err == AVERROR(EAGAIN) || err == AVERROR_EOF)
+			return 0;
+		if (err >= 0)
+			err = write_packet(t, r, t->pkt);
+		av_packet_unref(t->pkt);
+	}
+	return err;
+}
+
+/* One decoded source picture: scale it into every rung (each from the one
+ * above), force an IDR at each segment boundary, encode. */
+static int video_frame(struct transcode *t, AVFrame *src)
+{
+	AVStream *st = t->in->streams[t->vi];
+	int64_t pts = src->best_effort_timestamp;
+	if (pts == AV_NOPTS_VALUE)
+		pts = t->last_vpts == AV_NOPTS_VALUE ? 0 : t->last_vpts + 1;
+	else
+		pts -= av_rescale_q(t->start_us, AV_TIME_BASE_Q, st->time_base);
+	if (t->last_vpts != AV_NOPTS_VALUE && pts <= t->last_vpts)
+		return 0; /* a repeated or out-of-order timestamp: the encoders need increasing ones */
+	t->last_vpts = pts;
+	bool idr = false;
+	double at = pts * av_q2d(st->time_base);
+	if (at >= t->next_boundary * t->seg_s) {
+		idr = true;
+		t->next_boundary = (int64_t)floor(at / t->seg_s) + 1;
+	}
+	const AVFrame *from = src;
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		int err;
+		r->sws = sws_getCachedContext(r->sws, from->width, from->height, from->format, r->width, r->height,
+					      AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
+		av_frame_unref(r->frame);
+		r->frame->width = r->width;
+		r->frame->height = r->height;
+		r->frame->format = AV_PIX_FMT_YUV420P;
+		if (!r->sws || (err = av_frame_get_buffer(r->frame, 0)) < 0)
+			return AVERROR(ENOMEM);
+		sws_scale(r->sws, (const uint8_t *const *)from->data, from->linesize, 0, from->height, r->frame->data,
+			  r->frame->linesize);
+		r->frame->pts = pts;
+		r->frame->pict_type = idr ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+		if ((err = encode(t, r->enc, r, r->frame)) < 0)
+			return err;
+		from = r->frame;
+	}
+	return 0;
+}
+
+/* Encodes whole AAC frames from the FIFO (all that is left when flush). */
+static int audio_drain(struct transcode *t, bool flush)
+{
+	int size = t->aenc->frame_size > 0 ? t->aenc->frame_size : 1024;
+	while (av_audio_fifo_size(t->fifo) >= size || (flush && av_audio_fifo_size(t->fifo) > 0)) {
+		AVFrame *f = av_frame_alloc();
+		int n = FFMIN(size, av_audio_fifo_size(t->fifo)), err;
+		if (!f)
+			return AVERROR(ENOMEM);
+		f->nb_samples = n;
+		f->format = AV_SAMPLE_FMT_FLTP;
+		f->sample_rate = AUDIO_RATE;
+		av_channel_layout_copy(&f->ch_layout, &t->aenc->ch_layout);
+		if ((err = av_frame_get_buffer(f, 0)) >= 0) {
+			av_audio_fifo_read(t->fifo, (void **)f->data, n);
+			f->pts = t->audio_next_pts;
+			t->audio_next_pts += n;
+			err = encode(t, t->aenc, NULL, f);
+		}
+		av_frame_free(&f);
+		if (err < 0)
+			return err;
+	}
+	return 0;
+}
+
+static int audio_frame(struct transcode *t, const AVFrame *in)
+{
+	AVStream *st = t->in->streams[t->ai];
+	if (!in && t->audio_next_pts == AV_NOPTS_VALUE)
+		return 0; /* flushing, and no sound was ever decoded */
+	if (t->audio_next_pts == AV_NOPTS_VALUE) {
+		int64_t pts = in->best_effort_timestamp == AV_NOPTS_VALUE ? 0 : in->best_effort_timestamp;
+		pts = av_rescale_q(pts, st->time_base, (AVRational){1, AUDIO_RATE}) -
+		      av_rescale_q(t->start_us, AV_TIME_BASE_Q, (AVRational){1, AUDIO_RATE});
+		t->audio_next_pts = pts > 0 ? pts : 0;
+	}
+	AVFrame *out = av_frame_alloc();
+	int err;
+	if (!out)
+		return AVERROR(ENOMEM);
+	out->nb_samples = swr_get_out_samples(t->swr, in ? in->nb_samples : 0) + 16;
+	out->format = AV_SAMPLE_FMT_FLTP;
+	out->sample_rate = AUDIO_RATE;
+	av_channel_layout_copy(&out->ch_layout, &t->aenc->ch_layout);
+	if ((err = av_frame_get_buffer(out, 0)) >= 0) {
+		err = swr_convert(t->swr, out->data, out->nb_samples, in ? (const uint8_t **)in->extended_data : NULL,
+				  in ? in->nb_samples : 0);
+		if (err > 0)
+			err = av_audio_fifo_write(t->fifo, (void **)out->data, err);
+	}
+	av_frame_free(&out);
+	return err < 0 ? err : audio_drain(t, false);
+}
+
+/* Sends pkt (NULL: flush) to the decoder of its stream and handles the frames. */
+static int decode(struct transcode *t, AVCodecContext *dec, bool video, AVPacket *pkt)
+{
+	int err = avcodec_send_packet(dec, pkt);
+	if (err < 0 && err != AVERROR_EOF)
+		return pkt ? 0 : err; /* a damaged packet is skipped, as players do */
+	for (;;) {
+		err = avcodec_receive_frame(dec, t->frame);
+		if (err == AVERROR(EAGAIN) || err == AVERROR_EOF)
+			return 0;
+		if (err < 0)
+			return 0;
+		err = video ? video_frame(t, t->frame) : audio_frame(t, t->frame);
+		av_frame_unref(t->frame);
+		if (err < 0)
+			return err;
+	}
+}
+
+static void report_progress(struct transcode *t, const AVPacket *pkt)
+{
+	if (t->duration_s <= 0 || pkt->pts == AV_NOPTS_VALUE)
+		return;
+	double at = pkt->pts * av_q2d(t->in->streams[pkt->stream_index]->time_base) - t->start_us / 1e6;
+	double p = fmin(fmax(at / t->duration_s, 0), 1) * 0.97;
+	if (p >= t->last_progress + 0.01) {
+		t->last_progress = p;
+		job_progress(t->job, p);
+	}
+}
+
+static int open_source(struct transcode *t, const char *path, const char *source)
+{
+	AVDictionary *opts = NULL;
+	int err;
+	if (!(t->in = avformat_alloc_context())) {
+		job_error(t->job, "out of memory");
+		return -1;
+	}
+	t->in->interrupt_callback = (AVIOInterruptCB){job_interrupt_cb, t->job};
+	av_dict_set(&opts, "format_whitelist", SOURCE_FORMATS, 0);
+	av_dict_set(&opts, "protocol_whitelist", "file", 0);
+	err = avformat_open_input(&t->in, path, NULL, &opts);
+	av_dict_free(&opts);
+	if (err < 0) {
+		job_error(t->job, "%s is not a media file that can be read: %s", source, av_err2str(err));
+		return -1;
+	}
+	if ((err = avformat_find_stream_info(t->in, NULL)) < 0) {
+		job_error(t->job, "the streams of %s cannot be read: %s", source, av_err2str(err));
+		return -1;
+	}
+	t->vi = av_find_best_stream(t->in, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
+	t->ai = av_find_best_stream(t->in, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
+	if (t->vi >= 0 && (t->in->streams[t->vi]->disposition & AV_DISPOSITION_ATTACHED_PIC))
+		t->vi = -1;
+	if (t->vi < 0 && t->ai < 0) {
+		job_error(t->job, "%s has no audio or video stream", source);
+		return -1;
+	}
+	if (t->vi >= 0 && t->in->streams[t->vi]->codecpar->width <= 0) {
+		job_error(t->job, "the video stream of %s has no picture size", source);
+		return -1;
+	}
+	t->start_us = t->in->start_time == AV_NOPTS_VALUE ? 0 : t->in->start_time;
+	t->duration_s = t->in->duration > 0 ? (double)t->in->duration / AV_TIME_BASE : 0;
+	return 0;
+}
+
+/* Selects the profiles named in the payload's "profiles" (default: all configured). */
+static int select_profiles(struct job *job, struct hls_profile *pr, int np)
+{
+	json_object *names = NULL;
+	if (!json_object_object_get_ex(job->payload, "profiles", &names) || !json_object_is_type(names, json_type_array))
+		return np;
+	struct hls_profile chosen[HLS_MAX_RUNGS];
+	int n = 0;
+	for (size_t i = 0; i < json_object_array_length(names) && n < HLS_MAX_RUNGS; i++) {
+		const char *name = json_object_get_string(json_object_array_get_idx(names, i));
+		int k = 0;
+		while (k < np && strcmp(pr[k].name, name ? name : "") != 0)
+			k++;
+		if (k == np) {
+			job_error(job, "no transcode profile is named \"%.32s\"", name ? name : "");
+			return -1;
+		}
+		chosen[n++] = pr[k];
+	}
+	if (n == 0) {
+		job_error(job, "the job names no profile");
+		return -1;
+	}
+	memcpy(pr, chosen, sizeof chosen[0] * (size_t)n);
+	return n;
+}
+
+/* Replaces the recording's hls/ folder with tmp in one rename (the old one,
+ * if any, is swapped into tmp's place and removed). */
+static int publish(const char *tmp, const char *final, const char *folder)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, final, RENAME_EXCHANGE) != 0) {
+		if (errno != ENOENT || rename(tmp, final) != 0)
+			return -1;
+	}
+	remove_tree(tmp);
+	int fd = open(folder, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+static int run(struct job *job, const char *mp4_path)
+{
+	struct transcode t = {.job = job, .vi = -1, .ai = -1, .mp4_path = mp4_path};
+	struct hls_profile profiles[HLS_MAX_RUNGS];
+	struct hls_variant variants[HLS_MAX_RUNGS];
+	char *path = NULL, *folder = NULL, *tmp = NULL, *final = NULL, why[256];
+	const char *source = NULL;
+	json_object *v = NULL, *result = NULL;
+	bool fmp4 = strcmp(job->cfg->hls_segment_type, "mpegts") != 0;
+	int ret = -1, err = 0, np;
+
+	job_progress(job, 0);
+	av_log_set_level(AV_LOG_ERROR);
+	t.audio_next_pts = AV_NOPTS_VALUE;
+	t.last_vpts = AV_NOPTS_VALUE;
+	t.seg_s = (double)job->cfg->hls_segment_s;
+	if (json_object_object_get_ex(job->payload, "segment_type", &v) && json_object_is_type(v, json_type_string))
+		fmp4 = strcmp(json_object_get_string(v), "mpegts") != 0;
+	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
+		source = json_object_get_string(v);
+	if (!source || !(path = storage_path(job->cfg, job->recording_id, source))) {
+		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+		goto out;
+	}
+	if ((np = hls_parse_profiles(job->cfg->transcode_profiles, profiles, HLS_MAX_RUNGS, why, sizeof why)) < 0) {
+		job_error(job, "transcode_profiles: %s", why);
+		goto out;
+	}
+	if ((np = select_profiles(job, profiles, np)) < 0 || open_source(&t, path, source) < 0)
+		goto out;
+	if (!(t.frame = av_frame_alloc()) || !(t.pkt = av_packet_alloc())) {
+		job_error(job, "out of memory");
+		goto out;
+	}
+
+	folder = storage_path(job->cfg, job->recording_id, NULL);
+	final = storage_path(job->cfg, job->recording_id, "hls");
+	tmp = mp4_path ? NULL : xasprintf("%s/hls-tmp-%lld", folder, (long long)job->id);
+	if (tmp && (remove_tree(tmp) != 0 || mkdir(tmp, 0750) != 0)) {
+		job_error(job, "cannot create the output folder: %s", strerror(errno));
+		goto out;
+	}
+	if (t.ai >= 0 && open_audio(&t) < 0)
+		goto out;
+	if (t.vi >= 0) {
+		if (open_decoder(&t, t.vi, &t.vdec) < 0)
+			goto out;
+		t.frame_rate = av_guess_frame_rate(t.in, t.in->streams[t.vi], NULL);
+		if (t.frame_rate.num <= 0 || t.frame_rate.den <= 0)
+			t.frame_rate = (AVRational){30, 1};
+		choose_rungs(&t, profiles, np);
+		if (mp4_path)
+			t.n = 1; /* the largest rung only */
+	} else {
+		t.n = 1; /* audio only: one variant */
+		snprintf(t.rungs[0].pr.name, sizeof t.rungs[0].pr.name, "audio");
+	}
+	for (int i = 0; i < t.n; i++) {
+		struct rung *r = &t.rungs[i];
+		char *dir = tmp ? xasprintf("%s/%s", tmp, r->pr.name) : NULL;
+		int bad = dir && mkdir(dir, 0750) != 0;
+		if (bad)
+			job_error(job, "cannot create the output folder: %s", strerror(errno));
+		if (!bad && t.vi >= 0 &&
+		    (!(r->frame = av_frame_alloc()) || open_video_encoder(&t, r, fmp4 || mp4_path) < 0))
+			bad = 1;
+		if (!bad && open_muxer(&t, r, dir, fmp4) < 0)
+			bad = 1;
+		free(dir);
+		if (bad)
+			goto out;
+	}
+
+	while ((err = av_read_frame(t.in, t.pkt)) >= 0) {
+		if (job_stop_requested()) {
+			job_error(job, "stopped");
+			goto out;
+		}
+		report_progress(&t, t.pkt);
+		AVPacket *pkt = av_packet_clone(t.pkt);
+		av_packet_unref(t.pkt);
+		if (!pkt) {
+			err = AVERROR(ENOMEM);
+			break;
+		}
+		if (pkt->stream_index == t.vi)
+			err = decode(&t, t.vdec, true, pkt);
+		else if (pkt->stream_index == t.ai)
+			err = decode(&t, t.adec, false, pkt);
+		else
+			err = 0;
+		av_packet_free(&pkt);
+		if (err < 0)
+			break;
+	}
+	if (job_stop_requested()) {
+		job_error(job, "stopped");
+		goto out;
+	}
+	if (err != AVERROR_EOF) {
+		job_error(job, "%s cannot be transcoded: %s", source, av_err2str(err));
+		goto out;
+	}
+	if (t.vdec && (err = decode(&t, t.vdec, true, NULL)) < 0)
+		goto fail;
+	for (int i = 0; t.vdec && i < t.n; i++)
+		if ((err = encode(&t, t.rungs[i].enc, &t.rungs[i], NULL)) < 0)
+			goto fail;
+	if (t.adec) {
+		if ((err = decode(&t, t.adec, false, NULL)) < 0 || (err = audio_frame(&t, NULL)) < 0 ||
+		    (err = audio_drain(&t, true)) < 0 || (err = encode(&t, t.aenc, NULL, NULL)) < 0)
+			goto fail;
+	}
+	if (t.last_vpts == AV_NOPTS_VALUE && t.audio_next_pts == AV_NOPTS_VALUE) {
+		job_error(job, "%s holds no picture or sound that can be decoded", source);
+		goto out;
+	}
+	for (int i = 0; i < t.n; i++) {
+		struct rung *r = &t.rungs[i];
+		if ((err = av_write_trailer(r->mux)) < 0)
+			goto fail;
+		r->header_written = false;
+		if (mp4_path) {
+			ret = 0;
+			goto out;
+		}
+		struct hls_variant *var = &variants[i];
+		memset(var, 0, sizeof *var);
+		snprintf(var->name, sizeof var->name, "%s", r->pr.name);
+		var->width = t.vi >= 0 ? r->width : 0;
+		var->height = t.vi >= 0 ? r->height : 0;
+		var->frame_rate = t.vi >= 0 ? av_q2d(t.frame_rate) : 0;
+		snprintf(var->codecs, sizeof var->codecs, "%s%s%s", t.vi >= 0 ? (r->codecs[0] ? r->codecs : "avc1.640028") : "",
+			 t.vi >= 0 && t.aenc ? "," : "", t.aenc ? "mp4a.40.2" : "");
+		char *dir = xasprintf("%s/%s", tmp, r->pr.name);
+		int bad = hls_measure(dir, var);
+		free(dir);
+		if (bad) {
+			job_error(job, "the %s rung has no segments", r->pr.name);
+			goto out;
+		}
+	}
+	char *master = xasprintf("%s/master.m3u8", tmp);
+	int bad = hls_write_master(master, variants, t.n);
+	free(master);
+	if (!bad)
+		own_tree(tmp, folder);
+	if (bad || publish(tmp, final, folder) != 0) {
+		job_error(job, "cannot publish the HLS folder: %s", strerror(errno));
+		goto out;
+	}
+	result = json_object_new_object();
+	json_object_object_add(result, "renditions", hls_renditions_json(variants, t.n));
+	json_object_object_add(result, "segment_type", json_object_new_string(fmp4 ? "fmp4" : "mpegts"));
+	job_result(job, result);
+	job_progress(job, 1);
+	ret = 0;
+	goto out;
+fail:
+	job_error(job, "%s cannot be transcoded: %s", source, av_err2str(err));
+out:
+	for (int i = 0; i < t.n; i++) {
+		struct rung *r = &t.rungs[i];
+		if (r->mux) {
+			if (r->header_written)
+				av_write_trailer(r->mux);
+			if (!(r->mux->oformat->flags & AVFMT_NOFILE))
+				avio_closep(&r->mux->pb);
+			avformat_free_context(r->mux);
+		}
+		avcodec_free_context(&r->enc);
+		av_frame_free(&r->frame);
+		sws_freeContext(r->sws);
+	}
+	if (tmp && ret != 0)
+		remove_tree(tmp);
+	avcodec_free_context(&t.vdec);
+	avcodec_free_context(&t.adec);
+	avcodec_free_context(&t.aenc);
+	swr_free(&t.swr);
+	if (t.fifo)
+		av_audio_fifo_free(t.fifo);
+	av_frame_free(&t.frame);
+	av_packet_free(&t.pkt);
+	avformat_close_input(&t.in);
+	free(path);
+	free(folder);
+	free(tmp);
+	free(final);
+	return ret;
+}
+
+int transcode_run(struct job *job)
+{
+	return run(job, NULL);
+}
+
+int transcode_to_mp4(struct job *job, const char *out_path)
+{
+	return run(job, out_path);
+}
