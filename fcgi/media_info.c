@@ -14,7 +14,8 @@ static const char *const info_members[] = {"duration_s", "size_bytes", "bit_rate
 void media_info_get(struct vtp_ctx *ctx)
 {
 	static const char sql[] =
-		"SELECT r.media_info::text AS media_info, r.status FROM recordings r"
+		"SELECT r.media_info::text AS media_info, r.status, COALESCE(r.renditions, '[]')::text AS renditions"
+		" FROM recordings r"
 		" WHERE r.id = $1 AND r.deleted_at IS NULL";
 	const char *id = ctx->params[0];
 	json_object *stored = NULL;
@@ -43,9 +44,14 @@ void media_info_get(struct vtp_ctx *ctx)
 		json_object_object_get_ex(stored, info_members[i], &v);
 		json_object_object_add(info, info_members[i], json_object_get(v));
 	}
-	/* Renditions are not a fact of the source: they are what transcoding
-	 * has produced so far, and nothing produces them yet. */
-	json_object_object_add(info, "renditions", json_object_new_array());
+	/* Renditions are not a fact of the source: they are what the transcode
+	 * job has published (name, size, bandwidth, codecs, bytes). */
+	json_object *renditions = json_tokener_parse(vtp_db_get(res, 0, "renditions"));
+	if (!json_object_is_type(renditions, json_type_array)) {
+		json_object_put(renditions);
+		renditions = json_object_new_array();
+	}
+	json_object_object_add(info, "renditions", renditions);
 	http_json(ctx, 200, info);
 out:
 	if (stored)

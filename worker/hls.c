@@ -95,6 +95,7 @@ int hls_measure(const char *dir, struct hls_variant *v)
 		return -1;
 	v->peak_bps = peak;
 	v->avg_bps = (long long)((double)total_bits / total_dur);
+	v->size_bytes = total_bits / 8;
 	return 0;
 }
 
@@ -139,6 +140,7 @@ json_object *hls_renditions_json(const struct hls_variant *v, int n)
 		json_object_object_add(o, "bandwidth", json_object_new_int64(v[i].peak_bps));
 		json_object_object_add(o, "average_bandwidth", json_object_new_int64(v[i].avg_bps));
 		json_object_object_add(o, "codecs", json_object_new_string(v[i].codecs));
+		json_object_object_add(o, "size_bytes", json_object_new_int64(v[i].size_bytes));
 		json_object_object_add(o, "status", json_object_new_string("ready"));
 		json_object_array_add(a, o);
 	}

@@ -27,6 +27,7 @@ struct hls_variant {
 	char codecs[64];     /* RFC 6381: "avc1.64001f,mp4a.40.2" */
 	long long peak_bps;  /* measured: the largest segment bit rate (RFC 8216 4.3.4.2) */
 	long long avg_bps;   /* measured: all segments' bits over their duration */
+	long long size_bytes; /* measured: the segments' bytes, init section included */
 };
 
 /* Measures the segments that the media playlist at dir/index.m3u8 lists

@@ -123,7 +123,9 @@ def test_probe_fills_the_info(stack, db, owner, media, name):
         assert set(audio) == {"codec", "sample_rate", "channels", "bit_rate"}, audio
         assert (audio["codec"], audio["sample_rate"], audio["channels"]) == (
             {"mp4": "aac", "webm": "opus"}[name], 48000, 2), audio
-        assert info["renditions"] == []
+        # The pipeline ran the transcode too: the one rung a 640x360 source gets.
+        assert [(r["name"], r["width"], r["height"]) for r in info["renditions"]] == [("360p", 640, 360)], info
+        assert info["renditions"][0]["size_bytes"] > 0, info
     if name == "mp4":
         assert isinstance(info["video"]["profile"], str) and info["video"]["profile"], info
         assert isinstance(info["audio"]["bit_rate"], int), info

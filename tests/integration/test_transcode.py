@@ -158,6 +158,10 @@ def test_h264_source_makes_aligned_ladder(stack, db, owner, sources):
         ("360p", 640, 360, "ready")], rec
     assert rec["renditions"][0]["bandwidth"] == int(attrs["BANDWIDTH"])
     assert rec["stream_url"] == f"/api/v1/recordings/{rid}/stream/playlist.m3u8", rec
+    # /info lists the same renditions, with the bytes of their segments.
+    info = assert_json(Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}/info"), 200)
+    on_disk = sum(p.stat().st_size for p in (hls / "360p").iterdir() if p.suffix in (".mp4", ".m4s"))
+    assert [(r["name"], r["size_bytes"]) for r in info["renditions"]] == [("360p", on_disk)], info
 
 
 def test_ladder_rungs_share_idr_times_and_never_upscale(stack, db, owner, tmp_path):
