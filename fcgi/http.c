@@ -117,7 +117,7 @@ void http_serialise(const struct vtp_response *resp, struct vtp_buf *out)
 	if (!resp->headers.data || !strstr(resp->headers.data, "Cache-Control:"))
 		vtp_buf_puts(out, "Cache-Control: no-store\r\n");
 	vtp_buf_puts(out, "X-Content-Type-Options: nosniff\r\n\r\n");
-	if (resp->status != 204 && resp->status != 304)
+	if (resp->status != 204 && resp->status != 304 && !resp->head_only)
 		vtp_buf_append(out, resp->body.data ? resp->body.data : "", resp->body.len);
 }
 

@@ -46,6 +46,7 @@ struct vtp_response {
 	void (*stream_free)(void *arg);
 	void *stream_arg;
 	long long stream_len;
+	bool head_only; /* a HEAD request: the headers a GET would get, no body */
 };
 
 #define HTTP_MAX_PARAMS 4

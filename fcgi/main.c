@@ -108,9 +108,11 @@ static void serve_one(struct vtp_db *db, param_fn param, void *env, http_read_fn
 	else
 		router_dispatch(&ctx);
 
+	ctx.resp.head_only = ctx.req.method && strcmp(ctx.req.method, "HEAD") == 0;
 	http_serialise(&ctx.resp, &answer);
 	if (write(out, answer.data, answer.len) < 0 ||
-	    (ctx.resp.stream && ctx.resp.status != 304 && ctx.resp.stream(ctx.resp.stream_arg, write, out) < 0))
+	    (ctx.resp.stream && ctx.resp.status != 304 && !ctx.resp.head_only &&
+	     ctx.resp.stream(ctx.resp.stream_arg, write, out) < 0))
 		log_warn("%s %s: the client went away before the answer was sent", ctx.req.method, ctx.req.path);
 	if (ctx.resp.stream_free)
 		ctx.resp.stream_free(ctx.resp.stream_arg);

@@ -103,6 +103,13 @@ static int is_json_content_type(const char *ct)
 	return strcasecmp(ct, "charset=utf-8") == 0 || strcasecmp(ct, "charset=\"utf-8\"") == 0;
 }
 
+/* HEAD is answered wherever GET is (load balancers probe with it); the
+ * body is dropped when the answer is written. */
+static bool method_matches(const char *route_method, const char *method)
+{
+	return strcmp(route_method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
 static const struct route *find_route(struct vtp_ctx *ctx)
 {
 	const struct route *found = NULL;
@@ -112,12 +119,14 @@ static const struct route *find_route(struct vtp_ctx *ctx)
 		char *storage;
 		if (!route_match(vtp_routes[i].pattern, ctx->req.path, params, &storage))
 			continue;
-		if (strcmp(vtp_routes[i].method, ctx->req.method) == 0) {
+		if (method_matches(vtp_routes[i].method, ctx->req.method)) {
 			found = &vtp_routes[i];
 			memcpy(ctx->params, params, sizeof params);
 			ctx->param_storage = storage;
 		} else {
 			vtp_buf_printf(&allow, "%s%s", allow.len ? ", " : "", vtp_routes[i].method);
+			if (strcmp(vtp_routes[i].method, "GET") == 0)
+				vtp_buf_puts(&allow, ", HEAD");
 			free(storage);
 		}
 	}

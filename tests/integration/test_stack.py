@@ -31,6 +31,21 @@ def test_valid_token_reaches_the_app(base_url, token):
     assert "items" in r.json()
 
 
+def test_head_is_answered_like_get_without_a_body(base_url, token):
+    """Load balancers probe with HEAD: it gets GET's status and headers, no body."""
+    got = requests.get(base_url + "/health", timeout=10)
+    r = requests.head(base_url + "/health", timeout=10)
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["Content-Type"] == got.headers["Content-Type"]
+    auth = {"Authorization": "Bearer " + token("harness-admin", "admin")}
+    r = requests.head(base_url + "/api/v1/recordings?limit=1", headers=auth, timeout=10)
+    assert r.status_code == 200 and r.content == b""
+    r = requests.head(base_url + "/api/v1/recordings?limit=1", timeout=10)
+    assert r.status_code == 401
+    r = requests.put(base_url + "/health", timeout=10)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+
+
 def test_nginx_serves_static_ui(stack):
     r = requests.get(stack.frontends["nginx"] + "/", timeout=10)
     assert r.status_code == 200

@@ -172,7 +172,7 @@ static void test_dispatch_not_found_and_method(void **state)
 	assert_int_equal(dispatch("PUT", "/api/v1/recordings/5d0c1f3e-0a4b-4c8d-9e2f-1a2b3c4d5e6f", NULL, NULL, NULL, out,
 				  sizeof out),
 			 405);
-	assert_non_null(strstr(out, "Allow: GET, DELETE"));
+	assert_non_null(strstr(out, "Allow: GET, HEAD, DELETE"));
 	assert_int_equal(dispatch("GET", "/api/v1/recordings/start", NULL, NULL, NULL, out, sizeof out), 401);
 }
 
