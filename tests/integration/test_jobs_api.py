@@ -258,7 +258,7 @@ def test_wrong_method_is_405(env):
     jid = env.job(None, kind="noop")
     r = env.admin.delete(f"{API}/jobs/{jid}")
     assert_problem(r, 405, "method_not_allowed")
-    assert r.headers.get("Allow") == "GET"
+    assert r.headers.get("Allow") == "GET, HEAD"
     r = env.admin.get(f"{API}/jobs/{jid}/cancel")
     assert_problem(r, 405, "method_not_allowed")
     assert r.headers.get("Allow") == "POST"
