@@ -297,3 +297,11 @@ int http_query_limit(struct vtp_ctx *ctx, long *limit)
 	}
 	return 0;
 }
+
+void http_page(struct vtp_ctx *ctx, json_object *items, const char *next_cursor)
+{
+	json_object *page = json_object_new_object();
+	json_object_object_add(page, "items", items);
+	json_object_object_add(page, "next_cursor", next_cursor ? json_object_new_string(next_cursor) : NULL);
+	http_json(ctx, 200, page);
+}

@@ -94,6 +94,10 @@ int http_query_get(const char *query, const char *name, char *out, size_t out_si
  * is unknown or repeated (caller frees). */
 char *http_query_check(const char *query, const char *const *allowed);
 
+/* Answers 200 with one page of a list: {"items": items, "next_cursor": next
+ * or null}. Takes ownership of items. */
+void http_page(struct vtp_ctx *ctx, json_object *items, const char *next_cursor);
+
 /* Reads a query parameter for a list filter into buf. Returns 1 when given,
  * 0 when absent or empty, -1 after answering 400 invalid_query. */
 int http_query_filter(struct vtp_ctx *ctx, const char *name, char *buf, size_t size);

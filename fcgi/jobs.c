@@ -304,19 +304,15 @@ void jobs_list(struct vtp_ctx *ctx)
 	json_object *items = json_object_new_array();
 	for (int i = 0; i < rows; i++)
 		json_object_array_add(items, job_json(res, i));
-	json_object *page = json_object_new_object();
-	json_object_object_add(page, "items", items);
+	char *next = NULL;
 	if (more) {
 		const char *last = vtp_db_get(res, rows - 1, "id");
 		char check[9];
 		cursor_check(last, check);
-		char *next = xasprintf("%s.%s", last, check);
-		json_object_object_add(page, "next_cursor", json_object_new_string(next));
-		free(next);
-	} else {
-		json_object_object_add(page, "next_cursor", NULL);
+		next = xasprintf("%s.%s", last, check);
 	}
-	http_json(ctx, 200, page);
+	http_page(ctx, items, next);
+	free(next);
 out:
 	PQclear(res);
 }

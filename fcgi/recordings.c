@@ -537,17 +537,11 @@ void recordings_list(struct vtp_ctx *ctx)
 	items = recordings_json(ctx, res, rows);
 	if (!items)
 		goto out;
-	json_object *page = json_object_new_object();
-	json_object_object_add(page, "items", items);
+	char *next = more ? xasprintf("%s.%s", vtp_db_get(res, rows - 1, "cursor_us"), vtp_db_get(res, rows - 1, "id"))
+			  : NULL;
+	http_page(ctx, items, next);
 	items = NULL;
-	if (more) {
-		char *next = xasprintf("%s.%s", vtp_db_get(res, rows - 1, "cursor_us"), vtp_db_get(res, rows - 1, "id"));
-		json_object_object_add(page, "next_cursor", json_object_new_string(next));
-		free(next);
-	} else {
-		json_object_object_add(page, "next_cursor", NULL);
-	}
-	http_json(ctx, 200, page);
+	free(next);
 out:
 	if (items)
 		json_object_put(items);

@@ -2,6 +2,7 @@
 #include "job.h"
 
 #include "../lib/mem.h"
+#include "../lib/storage.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -92,4 +93,16 @@ void job_error(struct job *job, const char *fmt, ...)
 	vsnprintf(text, sizeof text, fmt, ap);
 	va_end(ap);
 	report(job, 'E', text);
+}
+
+char *job_source_path(struct job *job)
+{
+	json_object *v = NULL;
+	const char *source = NULL;
+	char *path = NULL;
+	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
+		source = json_object_get_string(v);
+	if (!source || !(path = storage_path(job->cfg, job->recording_id, source)))
+		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+	return path;
 }

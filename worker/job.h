@@ -52,6 +52,12 @@ void job_result(struct job *job, json_object *result);
 /* Sets the job's readable error (its last_error); printf-style. */
 void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The path of the recording's source file that the pipeline put in the
+ * payload ({"source_file": ...}). Returns a new string (caller frees), or
+ * NULL after job_error() when the payload names none or a name that could
+ * leave the recording's folder. */
+char *job_source_path(struct job *job);
+
 /* True once the supervisor has asked this job to stop (cancel, shutdown,
  * timeout). Long loops check it; libav takes job_interrupt_cb. */
 bool job_stop_requested(void);

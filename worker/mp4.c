@@ -110,17 +110,15 @@ int mp4_run(struct job *job)
 	AVDictionary *opts = NULL;
 	char *path = NULL, *folder = NULL, *dir = NULL, *tmp = NULL, *final = NULL, name[32];
 	const char *source = NULL;
-	json_object *v = NULL, *result = NULL;
+	json_object *result = NULL;
 	int ret = -1, err;
 
 	job_progress(job, 0);
 	av_log_set_level(AV_LOG_ERROR);
-	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
-		source = json_object_get_string(v);
-	if (!source || !(path = storage_path(job->cfg, job->recording_id, source))) {
-		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+	path = job_source_path(job);
+	if (!path)
 		goto out;
-	}
+	source = strrchr(path, '/') + 1; /* messages name the file, never the storage path */
 	if (!(in = avformat_alloc_context())) {
 		job_error(job, "out of memory");
 		goto out;

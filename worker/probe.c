@@ -128,13 +128,10 @@ int probe_run(struct job *job)
 	const AVIOInterruptCB interrupt = {job_interrupt_cb, job};
 
 	job_progress(job, 0);
-	json_object *v = NULL;
-	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
-		source = json_object_get_string(v);
-	if (!source || !(path = storage_path(job->cfg, job->recording_id, source))) {
-		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+	path = job_source_path(job);
+	if (!path)
 		goto out;
-	}
+	source = strrchr(path, '/') + 1; /* messages name the file, never the storage path */
 	av_log_set_level(AV_LOG_ERROR);
 
 	/* Find the container first, so that only the demuxers we allow ever

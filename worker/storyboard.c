@@ -137,18 +137,15 @@ int storyboard_run(struct job *job)
 	unsigned char *sprite = NULL;
 	size_t sprite_len = 0;
 	char *src = NULL;
-	const char *source = NULL, *text;
-	json_object *v = NULL, *form = NULL;
+	const char *text;
+	json_object *form = NULL;
 	char err[256];
 	int ret = -1, no_video = 0, w, h;
 
 	job_progress(job, 0);
-	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
-		source = json_object_get_string(v);
-	if (!source || !(src = storage_path(job->cfg, job->recording_id, source))) {
-		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+	src = job_source_path(job);
+	if (!src)
 		goto out;
-	}
 	if (frames_open(&f, src, job_interrupt_cb, job, &no_video, err, sizeof err) < 0) {
 		if (no_video) { /* audio only: nothing to show */
 			json_object *result = json_object_new_object();

@@ -55,19 +55,14 @@ int thumbnail_run(struct job *job)
 	struct rgb_image probe = {0}, poster = {0};
 	unsigned char *data = NULL;
 	char *src = NULL, *dir = NULL, *path = NULL;
-	const char *source = NULL;
-	json_object *v = NULL;
 	char err[256];
 	double times[MAX_CANDIDATES];
 	int ret = -1, no_video = 0;
 
 	job_progress(job, 0);
-	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
-		source = json_object_get_string(v);
-	if (!source || !(src = storage_path(job->cfg, job->recording_id, source))) {
-		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+	src = job_source_path(job);
+	if (!src)
 		goto out;
-	}
 	if (frames_open(&f, src, job_interrupt_cb, job, &no_video, err, sizeof err) < 0) {
 		if (no_video) { /* an audio-only class: no poster, and that is fine */
 			json_object *result = json_object_new_object();

@@ -581,12 +581,10 @@ static int run(struct job *job, const char *mp4_path)
 	t.seg_s = (double)job->cfg->hls_segment_s;
 	if (json_object_object_get_ex(job->payload, "segment_type", &v) && json_object_is_type(v, json_type_string))
 		fmp4 = strcmp(json_object_get_string(v), "mpegts") != 0;
-	if (json_object_object_get_ex(job->payload, "source_file", &v) && json_object_is_type(v, json_type_string))
-		source = json_object_get_string(v);
-	if (!source || !(path = storage_path(job->cfg, job->recording_id, source))) {
-		job_error(job, "the job's payload names no valid source_file (and the recording id must be a UUID)");
+	path = job_source_path(job);
+	if (!path)
 		goto out;
-	}
+	source = strrchr(path, '/') + 1; /* messages name the file, never the storage path */
 	if ((np = hls_parse_profiles(job->cfg->transcode_profiles, profiles, HLS_MAX_RUNGS, why, sizeof why)) < 0) {
 		job_error(job, "transcode_profiles: %s", why);
 		goto out;
