@@ -154,14 +154,11 @@ void analytics_get(struct vtp_ctx *ctx)
 	static const char *const allowed[] = {"by", NULL};
 	const char *id = ctx->params[0];
 	PGresult *res = NULL;
-	char *bad_query = NULL;
 	json_object *doc = NULL;
 	char by[16];
 
-	if ((bad_query = http_query_check(ctx->req.query, allowed))) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad_query);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
 	int has_by = http_query_filter(ctx, "by", by, sizeof by);
 	if (has_by < 0)
 		goto out;
@@ -191,6 +188,5 @@ void analytics_get(struct vtp_ctx *ctx)
 out:
 	if (doc)
 		json_object_put(doc);
-	free(bad_query);
 	PQclear(res);
 }

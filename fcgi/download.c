@@ -209,6 +209,18 @@ static int check_token(struct vtp_ctx *ctx, const char *rendition, const char *t
 	return st == URL_TOKEN_OK ? 0 : -1;
 }
 
+/* Reads ?rendition= into out, which keeps its default when the parameter is
+ * absent. Returns 0, or -1 after answering 400. */
+static int query_rendition(struct vtp_ctx *ctx, char *out, size_t size)
+{
+	int got = http_query_get(ctx->req.query, "rendition", out, size);
+	if (got < 0 || (got > 0 && !out[0])) {
+		http_problem(ctx, 400, "invalid_query", "rendition must be original, mp4 or a rendition name");
+		return -1;
+	}
+	return 0;
+}
+
 void download_get(struct vtp_ctx *ctx)
 {
 	static const char *const allowed[] = {"rendition", "token", NULL};
@@ -217,22 +229,16 @@ void download_get(struct vtp_ctx *ctx)
 	char token[URL_TOKEN_MAX + 1];
 	bool by_url = false;
 	const char *id = ctx->params[0];
-	char *bad = http_query_check(ctx->req.query, allowed);
 	char rendition[40] = "original", name[STORAGE_NAME_MAX + 1];
 	struct vtp_buf disposition = {0};
 	PGresult *res = NULL;
 	int ret = -1;
 
-	if (bad) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
-	int got = http_query_get(ctx->req.query, "rendition", rendition, sizeof rendition);
-	if (got < 0 || (got > 0 && !rendition[0])) {
-		http_problem(ctx, 400, "invalid_query", "rendition must be original, mp4 or a rendition name");
+	if (query_rendition(ctx, rendition, sizeof rendition) < 0)
 		goto out;
-	}
-	got = http_query_get(ctx->req.query, "token", token, sizeof token);
+	int got = http_query_get(ctx->req.query, "token", token, sizeof token);
 	if (got < 0) {
 		http_problem(ctx, 403, "url_token_invalid", "this download link is not valid for this recording and rendition");
 		goto out;
@@ -278,7 +284,6 @@ void download_get(struct vtp_ctx *ctx)
 		log_access(ctx, id, by_url ? "download_url" : "download", rendition, a.bytes);
 out:
 	vtp_buf_free(&disposition);
-	free(bad);
 	PQclear(res);
 }
 
@@ -289,21 +294,16 @@ void download_url_get(struct vtp_ctx *ctx)
 		"SELECT r.source_file, vtp_rfc3339(to_timestamp($2::bigint)) AS expires_at FROM recordings r"
 		" WHERE r.id = $1 AND r.deleted_at IS NULL";
 	const char *id = ctx->params[0];
-	char *bad = http_query_check(ctx->req.query, allowed), *token = NULL, *url = NULL;
+	char *token = NULL, *url = NULL;
 	char rendition[40] = "original", seconds[24] = "", scope[64], expires[24], name[STORAGE_NAME_MAX + 1];
 	PGresult *res = NULL;
 	long expires_in = URL_DEFAULT_S;
 
-	if (bad) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
-	int got = http_query_get(ctx->req.query, "rendition", rendition, sizeof rendition);
-	if (got < 0 || (got > 0 && !rendition[0])) {
-		http_problem(ctx, 400, "invalid_query", "rendition must be original, mp4 or a rendition name");
+	if (query_rendition(ctx, rendition, sizeof rendition) < 0)
 		goto out;
-	}
-	got = http_query_get(ctx->req.query, "expires_in", seconds, sizeof seconds);
+	int got = http_query_get(ctx->req.query, "expires_in", seconds, sizeof seconds);
 	if (got != 0) {
 		char *end;
 		expires_in = got > 0 ? strtol(seconds, &end, 10) : 0;
@@ -345,7 +345,6 @@ void download_url_get(struct vtp_ctx *ctx)
 	json_object_object_add(o, "rendition", json_object_new_string(rendition));
 	http_json(ctx, 200, o);
 out:
-	free(bad);
 	free(token);
 	free(url);
 	PQclear(res);

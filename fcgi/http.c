@@ -271,6 +271,16 @@ char *http_query_check(const char *query, const char *const *allowed)
 	return NULL;
 }
 
+int http_query_only(struct vtp_ctx *ctx, const char *const *allowed)
+{
+	char *bad = http_query_check(ctx->req.query, allowed);
+	if (!bad)
+		return 0;
+	http_problem(ctx, 400, "invalid_query", "%s", bad);
+	free(bad);
+	return -1;
+}
+
 int http_query_filter(struct vtp_ctx *ctx, const char *name, char *buf, size_t size)
 {
 	int found = http_query_get(ctx->req.query, name, buf, size);

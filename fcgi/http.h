@@ -93,6 +93,9 @@ int http_query_get(const char *query, const char *name, char *out, size_t out_si
  * at most 64 names) and none is repeated, else a new message saying which one
  * is unknown or repeated (caller frees). */
 char *http_query_check(const char *query, const char *const *allowed);
+/* The same check for the request's own query: returns 0 when it passes, -1
+ * after answering 400 invalid_query. */
+int http_query_only(struct vtp_ctx *ctx, const char *const *allowed);
 
 /* Answers 200 with one page of a list: {"items": items, "next_cursor": next
  * or null}. Takes ownership of items. */

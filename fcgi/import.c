@@ -150,7 +150,6 @@ void recordings_import(struct vtp_ctx *ctx)
 	const struct vtp_config *cfg = &ctx->app->cfg;
 	char title[QUERY_TEXT_BYTES], room_id[QUERY_TEXT_BYTES], source_file[32], size[24], retention[24];
 	char id[37] = "";
-	char *bad_query = NULL;
 	PGresult *res = NULL;
 	int fd = -1;
 	bool created = false, keep = false;
@@ -161,10 +160,8 @@ void recordings_import(struct vtp_ctx *ctx)
 		http_problem(ctx, 403, "forbidden", "only instructors and admins may upload recordings");
 		goto out;
 	}
-	if ((bad_query = http_query_check(ctx->req.query, allowed))) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad_query);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
 	int has_room;
 	if (query_text(ctx, "title", true, title, sizeof title) < 0 ||
 	    (has_room = query_text(ctx, "room_id", false, room_id, sizeof room_id)) < 0)
@@ -246,6 +243,5 @@ out:
 	/* Whatever went wrong, nothing is left behind: no folder without a row. */
 	if (created && !keep && storage_remove_recording(cfg, id) < 0)
 		log_error("import %s: cannot remove the abandoned upload: %s", id, strerror(errno));
-	free(bad_query);
 	PQclear(res);
 }

@@ -255,12 +255,8 @@ void jobs_list(struct vtp_ctx *ctx)
 	long limit;
 	int has_recording, has_state, has_kind, has_cursor;
 
-	char *bad_query = http_query_check(ctx->req.query, allowed);
-	if (bad_query) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad_query);
-		free(bad_query);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
 	if ((has_recording = http_query_filter(ctx, "recording_id", recording_id, sizeof recording_id)) < 0 ||
 	    (has_state = http_query_filter(ctx, "state", state, sizeof state)) < 0 ||
 	    (has_kind = http_query_filter(ctx, "kind", kind, sizeof kind)) < 0 ||

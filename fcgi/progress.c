@@ -179,13 +179,10 @@ void progress_get(struct vtp_ctx *ctx)
 	static const char *const allowed[] = {"session_id", NULL};
 	const char *id = ctx->params[0];
 	PGresult *res = NULL;
-	char *bad_query = NULL;
 	char session[80];
 
-	if ((bad_query = http_query_check(ctx->req.query, allowed))) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad_query);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
 	int has_session = http_query_filter(ctx, "session_id", session, sizeof session);
 	if (has_session < 0)
 		goto out;
@@ -229,6 +226,5 @@ void progress_get(struct vtp_ctx *ctx)
 	}
 	http_json(ctx, 200, o);
 out:
-	free(bad_query);
 	PQclear(res);
 }

@@ -233,17 +233,14 @@ void thumbnail_get(struct vtp_ctx *ctx)
 		" jsonb_typeof(r.media_info -> 'video') = 'object' AS has_video"
 		" FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
 	const char *id = ctx->params[0];
-	char *bad = http_query_check(ctx->req.query, allowed);
 	char name[128], why[512];
 	char *out = NULL, *source = NULL;
 	PGresult *res = NULL;
 	double t = 0;
 	int w = 0, h = 0, fit = IMAGE_FIT_PRESERVE, fmt = IMAGE_JPG, has_time;
 
-	if (bad) {
-		http_problem(ctx, 400, "invalid_query", "%s", bad);
+	if (http_query_only(ctx, allowed) < 0)
 		goto out;
-	}
 	if ((has_time = query_number(ctx, "time", &t)) < 0 || query_size(ctx, "width", &w) < 0 ||
 	    query_size(ctx, "height", &h) < 0 ||
 	    query_choice(ctx, "fit", image_fit_parse, "preserve, crop, pad", &fit) < 0 ||
@@ -331,7 +328,6 @@ void thumbnail_get(struct vtp_ctx *ctx)
 		goto out;
 	}
 out:
-	free(bad);
 	free(out);
 	free(source);
 	PQclear(res);

@@ -85,6 +85,13 @@ void job_result(struct job *job, json_object *result)
 	json_object_put(result);
 }
 
+void job_result_none(struct job *job, const char *key)
+{
+	json_object *result = json_object_new_object();
+	json_object_object_add(result, key, NULL);
+	job_result(job, result);
+}
+
 void job_error(struct job *job, const char *fmt, ...)
 {
 	char text[1024];

@@ -49,6 +49,8 @@ void job_kind_names(char *out, size_t size);
 void job_progress(struct job *job, double fraction);
 /* Hands the job's result to the supervisor; takes ownership of result. */
 void job_result(struct job *job, json_object *result);
+/* Hands over {key: null}: the job had nothing to make (an audio-only source has no pictures). */
+void job_result_none(struct job *job, const char *key);
 /* Sets the job's readable error (its last_error); printf-style. */
 void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

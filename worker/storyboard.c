@@ -148,9 +148,7 @@ int storyboard_run(struct job *job)
 		goto out;
 	if (frames_open(&f, src, job_interrupt_cb, job, &no_video, err, sizeof err) < 0) {
 		if (no_video) { /* audio only: nothing to show */
-			json_object *result = json_object_new_object();
-			json_object_object_add(result, "storyboard", NULL);
-			job_result(job, result);
+			job_result_none(job, "storyboard");
 			ret = 0;
 			goto out;
 		}

@@ -65,9 +65,7 @@ int thumbnail_run(struct job *job)
 		goto out;
 	if (frames_open(&f, src, job_interrupt_cb, job, &no_video, err, sizeof err) < 0) {
 		if (no_video) { /* an audio-only class: no poster, and that is fine */
-			json_object *result = json_object_new_object();
-			json_object_object_add(result, "poster_s", NULL);
-			job_result(job, result);
+			job_result_none(job, "poster_s");
 			ret = 0;
 			goto out;
 		}
