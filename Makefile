@@ -117,10 +117,12 @@ integration: all $(addprefix $(BUILD)/asan/,$(PROGRAMS))
 
 # Fuzzing (libFuzzer, clang): one target per parser that sees outside input,
 # tests/fuzz/fuzz_*.c, seeds in tests/fuzz/corpus/<name>/. `make fuzz` runs
-# each for FUZZ_SECONDS; `make test` runs each for a few seconds.
+# each for FUZZ_SECONDS (e.g. `make fuzz FUZZ_SECONDS=600`, or one target:
+# `make fuzz FUZZ_TARGETS=fuzz_sdp`); `make test` runs each for
+# FUZZ_SMOKE_SECONDS, about 20 s for the seven targets.
 FUZZ_CC      := clang
 FUZZ_SECONDS ?= 60
-FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_SMOKE_SECONDS ?= 2
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 FUZZ_OBJ     := $(call obj,fuzz,$(API_SRC) $(LIB_SRC) $(GEN_SRC))

@@ -8,6 +8,7 @@
 #include "json_in.h"
 #include "recording_json.h"
 #include "router.h"
+#include "sdp.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SDP_BYTES 65536
 #define MAX_URL_CHARS 2048
 
 static const char *const known_profiles[] = {"1080p", "720p", "480p", "360p"};
@@ -184,30 +184,6 @@ void recording_answer(struct vtp_ctx *ctx, int status, const PGresult *res)
 	json_object *one = json_object_get(json_object_array_get_idx(items, 0));
 	json_object_put(items);
 	http_json(ctx, status, one);
-}
-
-/* An SDP as a recorder can use: starts with v=0, only "x=value" lines of a
- * lower-case letter, and at least one m= line. Returns NULL or a reason. */
-static const char *sdp_problem(const char *sdp)
-{
-	if (strlen(sdp) > MAX_SDP_BYTES)
-		return "is larger than 65536 bytes";
-	if (strncmp(sdp, "v=0\r\n", 5) != 0 && strncmp(sdp, "v=0\n", 4) != 0)
-		return "must start with the line v=0";
-	bool media = false;
-	for (const char *line = sdp; *line;) {
-		size_t len = strcspn(line, "\r\n");
-		if (len > 0) {
-			if (len < 2 || !islower((unsigned char)line[0]) || line[1] != '=')
-				return "has a line that is not of the form x=value";
-			if (line[0] == 'm')
-				media = true;
-		}
-		line += len;
-		while (*line == '\r' || *line == '\n')
-			line++;
-	}
-	return media ? NULL : "has no m= (media) line";
 }
 
 /* A URL the recorder may open: a network protocol and a host. Returns NULL or a reason. */

@@ -9,6 +9,7 @@
 #include "access.h"
 #include "app.h"
 #include "files.h"
+#include "hls_names.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -22,32 +23,6 @@
  * resumes), at least STREAM_TOKEN_MIN_S, at most a day. */
 #define STREAM_TOKEN_MIN_S 3600
 #define STREAM_TOKEN_MAX_S 86400
-
-/* A rendition folder name as the transcode job writes it (worker/hls.h). */
-static bool valid_rendition(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 15 || s[0] == '-')
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && *s != '_' && *s != '-')
-			return false;
-	return true;
-}
-
-/* A segment name the transcode job writes: init.mp4, seg_NNNNN.m4s or seg_NNNNN.ts. Nothing else is served. */
-static const char *segment_type(const char *s)
-{
-	if (strcmp(s, "init.mp4") == 0)
-		return "video/mp4";
-	if (strncmp(s, "seg_", 4) != 0 || strspn(s + 4, "0123456789") != 5)
-		return NULL;
-	if (strcmp(s + 9, ".m4s") == 0)
-		return "video/mp4";
-	if (strcmp(s + 9, ".ts") == 0)
-		return "video/mp2t";
-	return NULL;
-}
 
 /* Reads a playlist of the recording's hls/ folder and answers it with every
  * URI given ?token=: lines that are not tags, and URI="..." attributes. */
