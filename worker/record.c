@@ -33,6 +33,10 @@
 #define PROGRESS_EVERY_US 1000000
 #define MAX_STREAMS 8
 #define NOTE_MAX 1024
+/* A part's timestamps start this far after the first packet that arrived: a stream whose first packet
+ * arrives later but is timed earlier (its encoder ran ahead, or RTCP put it there) is kept, not dropped.
+ * The join moves the earliest packet to 0. */
+#define LEAD_US 2000000
 
 /* Why capture ended. */
 enum end_reason { END_STOP, END_MAX, END_INACTIVE, END_SOURCE };
@@ -54,6 +58,7 @@ struct recorder {
 	int video;	 /* input index of the video stream, -1 */
 	int64_t t0;	 /* first packet's dts (µs): the recording's zero */
 	int64_t last_dts[MAX_STREAMS];
+	AVPacket *held[MAX_STREAMS]; /* a stream's first packet, until a timestamp for it is known */
 	int map[MAX_STREAMS]; /* input stream -> output stream, -1: not recorded */
 	bool video_started;   /* a video keyframe was recorded */
 	int64_t end_us;	 /* end of the media written so far (µs since t0) */
@@ -354,26 +359,44 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 		r->dropped[si]++; /* a stream that had not started when the recording did */
 		return 0;
 	}
+	if (pkt->flags & AV_PKT_FLAG_KEY)
+		r->last_key_wall[si] = av_gettime_relative();
+	if (ts == AV_NOPTS_VALUE) {
+		/* libavformat's H.264 parser gives the stream's first frame (the keyframe that everything until
+		 * the next one needs) no timestamp: it is held and written just before the next frame. */
+		if (r->last_dts[si] == AV_NOPTS_VALUE && !r->held[si] && (r->held[si] = av_packet_clone(pkt)) != NULL)
+			return 0;
+		r->dropped[si]++;
+		return 0;
+	}
+	if (r->held[si]) {
+		AVPacket *held = r->held[si];
+		r->held[si] = NULL;
+		AVRational rate = ist->r_frame_rate.num > 0 ? ist->r_frame_rate : ist->avg_frame_rate;
+		int64_t step = rate.num > 0 ? av_rescale_q(1, av_inv_q(rate), ist->time_base) : 1;
+		held->dts = held->pts = ts - (step > 0 ? step : 1);
+		r->packets[si]--; /* counted when it arrived */
+		r->bytes[si] -= held->size;
+		int w = record_packet(r, held);
+		av_packet_free(&held);
+		if (w < 0)
+			return -1;
+	}
+	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q);
+	if (r->t0 == AV_NOPTS_VALUE)
+		r->t0 = us;
+	us -= r->t0;
+	if (us < -LEAD_US || (r->last_dts[si] != AV_NOPTS_VALUE && us < r->last_dts[si])) {
+		r->dropped[si]++; /* long before the start, or out of order: Matroska cannot take it */
+		return 0;
+	}
+	/* Only once a keyframe is actually written: what follows it decodes. */
 	if ((int)si == r->video && !r->video_started) {
 		if (!(pkt->flags & AV_PKT_FLAG_KEY)) {
 			r->dropped[si]++; /* joined mid-stream (a retry): nothing decodes before a keyframe */
 			return 0;
 		}
 		r->video_started = true;
-	}
-	if (pkt->flags & AV_PKT_FLAG_KEY)
-		r->last_key_wall[si] = av_gettime_relative();
-	if (ts == AV_NOPTS_VALUE) {
-		r->dropped[si]++;
-		return 0;
-	}
-	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q);
-	if (r->t0 == AV_NOPTS_VALUE)
-		r->t0 = us;
-	us -= r->t0;
-	if (us < 0 || (r->last_dts[si] != AV_NOPTS_VALUE && us < r->last_dts[si])) {
-		r->dropped[si]++; /* before the start, or out of order: Matroska cannot take it */
-		return 0;
 	}
 	r->last_dts[si] = us;
 	bool key = (int)si == r->video ? (pkt->flags & AV_PKT_FLAG_KEY) != 0 : r->video < 0;
@@ -391,8 +414,8 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 	int64_t dur_us = pkt->duration > 0 ? av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q) : 0;
 	if (us + dur_us > r->end_us)
 		r->end_us = us + dur_us;
-	pkt->dts = us;
-	pkt->pts = pts_us < us ? us : pts_us;
+	pkt->dts = us + LEAD_US;
+	pkt->pts = (pts_us < us ? us : pts_us) + LEAD_US;
 	pkt->duration = dur_us;
 	pkt->pos = -1;
 	pkt->stream_index = r->map[si];
@@ -582,6 +605,33 @@ static AVFormatContext *open_part(const struct recorder *r, int n, char *path, s
 	return in;
 }
 
+/* Where part n's media starts (µs): the earliest timestamp among its first packets (streams are
+ * interleaved within 0.5 s, and a late stream may start up to LEAD_US early). AV_NOPTS_VALUE: no media. */
+static int64_t part_start(const struct recorder *r, int n, AVPacket *pkt)
+{
+	char path[4096];
+	AVFormatContext *in = open_part(r, n, path, sizeof path);
+	int64_t start = AV_NOPTS_VALUE, first = AV_NOPTS_VALUE;
+	for (int i = 0; in && i < 2000 && av_read_frame(in, pkt) >= 0; i++) {
+		int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+		if (ts != AV_NOPTS_VALUE) {
+			int64_t us = av_rescale_q(ts, in->streams[pkt->stream_index]->time_base, AV_TIME_BASE_Q);
+			if (first == AV_NOPTS_VALUE)
+				first = us;
+			if (start == AV_NOPTS_VALUE || us < start)
+				start = us;
+			if (us > first + LEAD_US + 1000000) {
+				av_packet_unref(pkt);
+				break;
+			}
+		}
+		av_packet_unref(pkt);
+	}
+	if (in)
+		avformat_close_input(&in);
+	return start;
+}
+
 /* Audio gaps in the joined file are filled only this far behind the video: a part interleaves its streams
  * within 0.5 s, so real audio for an earlier time cannot come later than this. */
 #define FILL_LAG_US 2000000
@@ -623,6 +673,7 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 	char *final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
 	int ret = -1, err, used = 0;
 	int64_t offset = 0, end = 0; /* µs */
+	bool joined_any = false;
 	AVPacket *pkt = av_packet_alloc();
 	int last = last_part_number(r->parts_dir);
 	char prev_path[4096] = "";
@@ -681,7 +732,8 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		int map[MAX_STREAMS];
 		for (unsigned i = 0; i < MAX_STREAMS; i++)
 			map[i] = i < in->nb_streams ? match_stream(out, in, i) : -1;
-		bool first = true;
+		int64_t start = part_start(r, n, pkt);
+		bool first = start != AV_NOPTS_VALUE;
 		while (av_read_frame(in, pkt) >= 0) { /* a part cut by a crash ends at its last whole cluster */
 			AVStream *ist = in->streams[pkt->stream_index];
 			if (pkt->dts == AV_NOPTS_VALUE) /* Matroska stores presentation times only; no B-frames live */
@@ -698,8 +750,11 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 					    : av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q);
 			if (first) {
 				first = false;
-				if (dts + offset < end - 1000000) { /* starts over: a new attempt after a crash */
-					offset = end - dts;
+				if (!joined_any) {
+					offset = -start; /* the earliest packet at 0 */
+					joined_any = true;
+				} else if (start + offset < end - 1000000) { /* starts over: a new attempt after a crash */
+					offset = end - start;
 					char gap[64] = "";
 					const AVDictionaryEntry *c = av_dict_get(in->metadata, "creation_time", NULL, 0);
 					int64_t began = 0;
@@ -721,7 +776,7 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 			}
 			dts += offset;
 			pts += offset;
-			if (dts < last_dts[o] || (audio && dts < audio_end[o] - silence[o].frame_us / 2)) {
+			if (dts < 0 || dts < last_dts[o] || (audio && dts < audio_end[o] - silence[o].frame_us / 2)) {
 				av_packet_unref(pkt); /* out of order, or late for a gap already filled */
 				continue;
 			}
@@ -949,6 +1004,8 @@ int record_run(struct job *job)
 	job_result(job, result);
 	ret = 0;
 out:
+	for (int i = 0; i < MAX_STREAMS; i++)
+		av_packet_free(&r.held[i]);
 	if (r.part.out)
 		part_close(&r);
 	if (r.in)

@@ -108,16 +108,25 @@ def ffprobe_duration(path):
     return float(info["format"]["duration"]), sorted(s["codec_name"] for s in info["streams"])
 
 
-def media_end(path):
-    """Where the last packet of a file ends, in seconds (a part cut by SIGKILL has no duration field)."""
+def media_span(path):
+    """How much media a file holds, in seconds: from its first packet's start to its last packet's end (a part
+    cut by SIGKILL has no duration field, and a part's timestamps do not start at 0)."""
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
                           str(path)], capture_output=True, text=True, check=True).stdout
-    ends = []
+    starts, ends = [], []
     for line in out.split():
         pts, _, dur = line.partition(",")
         if pts not in ("", "N/A"):
+            starts.append(float(pts))
             ends.append(float(pts) + (float(dur) if dur not in ("", "N/A") else 0))
-    return max(ends)
+    return max(ends) - min(starts)
+
+
+def starts_with_keyframe(path):
+    """True when the file's first video packet is a keyframe (what comes before one does not decode)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries",
+                          "packet=flags", "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+    return out.stdout.strip().startswith("K")
 
 
 def stream_packets(path, kind):
@@ -234,6 +243,7 @@ def test_rtp_recording_is_remuxed_published_and_probed(stack, db, workers, video
     duration, codecs = ffprobe_duration(src)
     assert abs(duration - 6.0) <= 0.5, duration
     assert codecs == sorted(["opus", video]), codecs
+    assert starts_with_keyframe(src) and stream_packets(src, "v")[0][0] <= 0.1, stream_packets(src, "v")[:3]
     assert row["size"] == src.stat().st_size and abs(row["duration"] - duration) < 0.2, row
     assert rec.client.get(f"{API}/recordings/{rec.id}").json()["health"] is None
     assert decode_errors(src) == ""
@@ -282,7 +292,7 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     assert re.search(r"worker stopped at \d+\.\d s and another one continued .* \(about \d+ s\) is missing",
                      row["detail"] or ""), row
     duration, _ = ffprobe_duration(rec.folder / "source.mkv")
-    first = media_end(rec.folder / "parts" / "part-0001.mkv")
+    first = media_span(rec.folder / "parts" / "part-0001.mkv")
     # Killed at 5 s: the last cluster (1 s) and the interleaving (0.5 s) may be lost, no more.
     assert first >= 3.4, first
     # ... and what arrived once the retry had bound the ports again is joined after it.
@@ -387,7 +397,7 @@ def test_a_worker_shutdown_hands_the_recording_to_the_next_worker(stack, db, wor
     assert "another one continued" in row["detail"], row
     parts = sorted(p.name for p in (rec.folder / "parts").iterdir())
     assert parts == ["part-0001.mkv", "part-0002.mkv"], parts
-    first_part = media_end(rec.folder / "parts" / "part-0001.mkv")
+    first_part = media_span(rec.folder / "parts" / "part-0001.mkv")
     assert first_part >= 2.5, first_part  # closed cleanly: nothing of the first 3 s lost
     duration, _ = ffprobe_duration(rec.folder / "source.mkv")
     assert first_part + 2 <= duration <= 8.5, (first_part, duration)

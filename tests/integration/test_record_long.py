@@ -13,7 +13,8 @@ import time
 import psycopg2
 import pytest
 
-from test_record import FFMPEG_LOG, Recording, decode_errors, ffprobe_duration, media_end, stream_packets
+from test_record import (FFMPEG_LOG, Recording, decode_errors, ffprobe_duration, media_span, starts_with_keyframe,
+                         stream_packets)
 from test_worker import Workers, poll
 
 PROBE_S = 300  # the lip-sync probe's length
@@ -147,6 +148,9 @@ def test_a_5_minute_recording_lasts_what_was_sent(long_runs):
     duration, codecs = ffprobe_duration(src)
     assert abs(duration - PROBE_S) <= 0.5, duration
     assert codecs == ["opus", "vp8"], codecs
+    # The sender's first frame is a keyframe, sent at once: it is in the recording (it was dropped when a
+    # stream's first packet was timed before the first packet that arrived).
+    assert starts_with_keyframe(src)
     assert abs(long_runs["probe"].stopped_row["duration"] - duration) < 0.2, long_runs["probe"].stopped_row
     assert decode_errors(src) == ""
 
@@ -159,7 +163,11 @@ def test_30_s_without_packets_is_one_recording_with_the_silence_filled(long_runs
     src = rec.folder / "source.mkv"
     duration, codecs = ffprobe_duration(src)
     assert abs(duration - GAP_S) <= 0.5 and codecs == ["h264", "opus"], (duration, codecs)
+    assert starts_with_keyframe(src)
     video, audio = stream_packets(src, "v"), stream_packets(src, "a")
+    # The first frame is there (libavformat's H.264 parser gives it no timestamp; it was dropped, and with it
+    # everything up to the next keyframe).
+    assert video[0][0] <= 0.1, video[:3]
     # The video has its 30 s hole (a frozen picture); the audio is continuous silence through it.
     holes = [b[0] - a[0] for a, b in zip(video, video[1:]) if b[0] - a[0] > 1]
     assert len(holes) == 1 and abs(holes[0] - (GAP[1] - GAP[0])) <= 0.5, holes
@@ -173,7 +181,7 @@ def test_sigkill_at_60_s_of_90_s_keeps_58_s_and_is_recovered(long_runs):
     row = rec.stopped_row
     assert row["state"] == "succeeded" and row["status"] == "processing" and row["attempts"] == 2, row
     assert re.search(r"worker stopped at \d+\.\d s and another one continued", row["detail"] or ""), row
-    first = media_end(rec.folder / "parts" / "part-0001.mkv")
+    first = media_span(rec.folder / "parts" / "part-0001.mkv")
     assert first >= KILL_AT - 2, first
     duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
     assert codecs == ["h264", "opus"], codecs
