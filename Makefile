@@ -162,6 +162,7 @@ bench: all
 	$(PYTHON) bench/analytics_bench.py
 	$(PYTHON) bench/transcode_bench.py
 	$(PYTHON) bench/thumbnail_bench.py
+	$(PYTHON) bench/record_bench.py
 
 lint-openapi:
 	npm run --silent lint:openapi

@@ -118,11 +118,13 @@ static json_object *recording_json(const PGresult *res, int row, json_object *jo
 }
 
 /* Fetches the latest jobs of the recordings in res and returns an object
- * mapping recording id -> jobs array (caller puts), or NULL after answering. */
+ * mapping recording id -> jobs array (caller puts), or NULL after answering.
+ * A running recorder's health report goes under the key "health:<recording id>". */
 static json_object *jobs_by_recording(struct vtp_ctx *ctx, const PGresult *recordings)
 {
 	static const char sql[] =
-		"SELECT recording_id, id, kind, state, progress FROM ("
+		"SELECT recording_id, id, kind, state, progress,"
+		" CASE WHEN kind = 'record' AND state = 'running' THEN progress_detail END AS live FROM ("
 		" SELECT j.*, row_number() OVER (PARTITION BY recording_id ORDER BY id DESC) AS n"
 		" FROM jobs j WHERE recording_id = ANY ($1::uuid[])) latest"
 		" WHERE n <= 10 ORDER BY recording_id, id"; /* the latest 10 per recording */
@@ -151,6 +153,15 @@ static json_object *jobs_by_recording(struct vtp_ctx *ctx, const PGresult *recor
 		json_object_object_add(job, "state", json_object_new_string(vtp_db_get(res, i, "state")));
 		json_object_object_add(job, "progress", json_object_new_double(strtod(vtp_db_get(res, i, "progress"), NULL)));
 		json_object_array_add(list, job);
+		const char *live = vtp_db_get(res, i, "live");
+		json_object *health = live ? json_tokener_parse(live) : NULL;
+		if (json_object_is_type(health, json_type_object)) {
+			char key[64];
+			snprintf(key, sizeof key, "health:%s", rid);
+			json_object_object_add(map, key, health);
+		} else {
+			json_object_put(health);
+		}
 	}
 out:
 	vtp_buf_free(&ids);
@@ -167,10 +178,21 @@ static json_object *recordings_json(struct vtp_ctx *ctx, const PGresult *res, in
 		return NULL;
 	json_object *items = json_object_new_array();
 	for (int i = 0; i < rows; i++) {
-		json_object *list = NULL;
+		json_object *list = NULL, *health = NULL;
 		if (json_object_object_get_ex(jobs, vtp_db_get(res, i, "id"), &list))
 			json_object_get(list);
-		json_object_array_add(items, recording_json(res, i, list));
+		json_object *o = recording_json(res, i, list);
+		/* The recorder's health while it records (worker/record.c writes it every second). */
+		char key[64];
+		snprintf(key, sizeof key, "health:%s", vtp_db_get(res, i, "id"));
+		const char *status = vtp_db_get(res, i, "status");
+		bool live = strcmp(status, "recording") == 0 || strcmp(status, "stopping") == 0;
+		if (live && json_object_object_get_ex(jobs, key, &health))
+			json_object_get(health);
+		else
+			health = NULL;
+		json_object_object_add(o, "health", health);
+		json_object_array_add(items, o);
 	}
 	json_object_put(jobs);
 	return items;

@@ -1,6 +1,7 @@
 /* record.c: the record job: captures a live source (RTP described by an SDP, or an rtmp/srt/rtsp URL) with
  * libavformat, remuxed without re-encoding into crash-safe Matroska parts, and joins the parts on stop. */
 #include "kinds.h"
+#include "record_fill.h"
 
 #include "../lib/db.h"
 #include "../lib/log.h"
@@ -32,6 +33,10 @@
 #define PROGRESS_EVERY_US 1000000
 #define MAX_STREAMS 8
 #define NOTE_MAX 1024
+/* A part's timestamps start this far after the first packet that arrived: a stream whose first packet
+ * arrives later but is timed earlier (its encoder ran ahead, or RTCP put it there) is kept, not dropped.
+ * The join moves the earliest packet to 0. */
+#define LEAD_US 2000000
 
 /* Why capture ended. */
 enum end_reason { END_STOP, END_MAX, END_INACTIVE, END_SOURCE };
@@ -41,6 +46,7 @@ struct part {
 	int fd;
 	AVFormatContext *out;
 	int written_error; /* errno of a failed write, 0 */
+	bool header_written;
 };
 
 struct recorder {
@@ -52,6 +58,7 @@ struct recorder {
 	int video;	 /* input index of the video stream, -1 */
 	int64_t t0;	 /* first packet's dts (µs): the recording's zero */
 	int64_t last_dts[MAX_STREAMS];
+	AVPacket *held[MAX_STREAMS]; /* a stream's first packet, until a timestamp for it is known */
 	int map[MAX_STREAMS]; /* input stream -> output stream, -1: not recorded */
 	bool video_started;   /* a video keyframe was recorded */
 	int64_t end_us;	 /* end of the media written so far (µs since t0) */
@@ -151,8 +158,9 @@ static int part_close(struct recorder *r)
 	int ret = 0;
 	if (!p->out)
 		return 0;
-	if (av_write_trailer(p->out) < 0 || p->written_error)
+	if ((p->header_written && av_write_trailer(p->out) < 0) || p->written_error)
 		ret = -1;
+	p->header_written = false;
 	if (p->out->pb) {
 		avio_flush(p->out->pb);
 		av_freep(&p->out->pb->buffer);
@@ -164,6 +172,27 @@ static int part_close(struct recorder *r)
 		ret = -1;
 	p->fd = -1;
 	return ret;
+}
+
+/* AAC in MPEG-TS (SRT) carries its configuration in each frame's ADTS header, but Matroska wants it up front
+ * (the muxer strips the ADTS headers itself): builds the 2-byte AudioSpecificConfig from par. 0 or -1. */
+static int aac_config(AVCodecParameters *par)
+{
+	static const int rates[] = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350};
+	int index = -1, channels = par->ch_layout.nb_channels;
+	for (int i = 0; i < (int)(sizeof rates / sizeof rates[0]); i++)
+		if (rates[i] == par->sample_rate)
+			index = i;
+	if (index < 0 || channels < 1 || channels > 8)
+		return -1;
+	int object = par->profile >= 0 ? par->profile + 1 : 2; /* FF_PROFILE_AAC_LOW is 1, AAC LC is object type 2 */
+	par->extradata = av_mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE);
+	if (!par->extradata)
+		return -1;
+	par->extradata_size = 2;
+	par->extradata[0] = (uint8_t)(object << 3 | index >> 1);
+	par->extradata[1] = (uint8_t)((index & 1) << 7 | (channels == 8 ? 7 : channels) << 3);
+	return 0;
 }
 
 static int part_open(struct recorder *r)
@@ -203,6 +232,9 @@ static int part_open(struct recorder *r)
 			goto fail;
 		st->codecpar->codec_tag = 0;
 		st->time_base = AV_TIME_BASE_Q;
+		if (st->codecpar->codec_id == AV_CODEC_ID_AAC && st->codecpar->extradata_size == 0 &&
+		    aac_config(st->codecpar) < 0)
+			goto fail;
 	}
 	/* When the part began (Matroska DateUTC): the join measures a crash's gap with it. */
 	char when[64];
@@ -224,6 +256,7 @@ static int part_open(struct recorder *r)
 		job_error(r->job, "cannot start part %d: %s", r->next_part - 1, av_err2str(err));
 		goto fail_reported;
 	}
+	p->header_written = true;
 	r->part_started_us = -1;
 	return 0;
 fail:
@@ -326,26 +359,44 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 		r->dropped[si]++; /* a stream that had not started when the recording did */
 		return 0;
 	}
+	if (pkt->flags & AV_PKT_FLAG_KEY)
+		r->last_key_wall[si] = av_gettime_relative();
+	if (ts == AV_NOPTS_VALUE) {
+		/* libavformat's H.264 parser gives the stream's first frame (the keyframe that everything until
+		 * the next one needs) no timestamp: it is held and written just before the next frame. */
+		if (r->last_dts[si] == AV_NOPTS_VALUE && !r->held[si] && (r->held[si] = av_packet_clone(pkt)) != NULL)
+			return 0;
+		r->dropped[si]++;
+		return 0;
+	}
+	if (r->held[si]) {
+		AVPacket *held = r->held[si];
+		r->held[si] = NULL;
+		AVRational rate = ist->r_frame_rate.num > 0 ? ist->r_frame_rate : ist->avg_frame_rate;
+		int64_t step = rate.num > 0 ? av_rescale_q(1, av_inv_q(rate), ist->time_base) : 1;
+		held->dts = held->pts = ts - (step > 0 ? step : 1);
+		r->packets[si]--; /* counted when it arrived */
+		r->bytes[si] -= held->size;
+		int w = record_packet(r, held);
+		av_packet_free(&held);
+		if (w < 0)
+			return -1;
+	}
+	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q);
+	if (r->t0 == AV_NOPTS_VALUE)
+		r->t0 = us;
+	us -= r->t0;
+	if (us < -LEAD_US || (r->last_dts[si] != AV_NOPTS_VALUE && us < r->last_dts[si])) {
+		r->dropped[si]++; /* long before the start, or out of order: Matroska cannot take it */
+		return 0;
+	}
+	/* Only once a keyframe is actually written: what follows it decodes. */
 	if ((int)si == r->video && !r->video_started) {
 		if (!(pkt->flags & AV_PKT_FLAG_KEY)) {
 			r->dropped[si]++; /* joined mid-stream (a retry): nothing decodes before a keyframe */
 			return 0;
 		}
 		r->video_started = true;
-	}
-	if (pkt->flags & AV_PKT_FLAG_KEY)
-		r->last_key_wall[si] = av_gettime_relative();
-	if (ts == AV_NOPTS_VALUE) {
-		r->dropped[si]++;
-		return 0;
-	}
-	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q);
-	if (r->t0 == AV_NOPTS_VALUE)
-		r->t0 = us;
-	us -= r->t0;
-	if (us < 0 || (r->last_dts[si] != AV_NOPTS_VALUE && us < r->last_dts[si])) {
-		r->dropped[si]++; /* before the start, or out of order: Matroska cannot take it */
-		return 0;
 	}
 	r->last_dts[si] = us;
 	bool key = (int)si == r->video ? (pkt->flags & AV_PKT_FLAG_KEY) != 0 : r->video < 0;
@@ -363,8 +414,8 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 	int64_t dur_us = pkt->duration > 0 ? av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q) : 0;
 	if (us + dur_us > r->end_us)
 		r->end_us = us + dur_us;
-	pkt->dts = us;
-	pkt->pts = pts_us < us ? us : pts_us;
+	pkt->dts = us + LEAD_US;
+	pkt->pts = (pts_us < us ? us : pts_us) + LEAD_US;
 	pkt->duration = dur_us;
 	pkt->pos = -1;
 	pkt->stream_index = r->map[si];
@@ -470,13 +521,20 @@ static int open_source(struct recorder *r, const AVIOInterruptCB *interrupt)
 		av_dict_set(&opts, "protocol_whitelist", "tcp,udp,rtp,rtmp,rtmps,tls,srt,rtsp,rtsps,crypto", 0);
 		if (strncmp(url, "rtsp", 4) == 0)
 			av_dict_set(&opts, "rtsp_transport", "tcp", 0);
-		/* RTMP listen mode: a URL ending in "?listen" makes us the server an encoder pushes to (the query
-		 * is not part of the stream name). The wait for the encoder is bounded by the inactivity limit. */
+		/* Listen mode: a URL ending in "?listen" makes us the server an encoder pushes to (the query
+		 * is not part of the stream name). The wait for the encoder is bounded by the inactivity limit.
+		 * RTSP: libavformat cannot serve a stream to a player that pulls, but it takes an encoder's
+		 * ANNOUNCE and RECORD (`ffmpeg -f rtsp rtsp://…`). SRT listens with its own "mode=listener". */
 		size_t len = strlen(url);
 		if (strncmp(url, "rtmp://", 7) == 0 && len > 7 && strcmp(url + len - 7, "?listen") == 0) {
 			listen_url = strndup(url, len - 7);
 			open_url = listen_url;
 			av_dict_set(&opts, "listen", "1", 0);
+			av_dict_set(&opts, "timeout", "-1", 0);
+		} else if (strncmp(url, "rtsp://", 7) == 0 && len > 7 && strcmp(url + len - 7, "?listen") == 0) {
+			listen_url = strndup(url, len - 7);
+			open_url = listen_url;
+			av_dict_set(&opts, "rtsp_flags", "listen", 0);
 			av_dict_set(&opts, "timeout", "-1", 0);
 		}
 	} else {
@@ -547,9 +605,67 @@ static AVFormatContext *open_part(const struct recorder *r, int n, char *path, s
 	return in;
 }
 
+/* Where part n's media starts (µs): the earliest timestamp among its first packets (streams are
+ * interleaved within 0.5 s, and a late stream may start up to LEAD_US early). AV_NOPTS_VALUE: no media. */
+static int64_t part_start(const struct recorder *r, int n, AVPacket *pkt)
+{
+	char path[4096];
+	AVFormatContext *in = open_part(r, n, path, sizeof path);
+	int64_t start = AV_NOPTS_VALUE, first = AV_NOPTS_VALUE;
+	for (int i = 0; in && i < 2000 && av_read_frame(in, pkt) >= 0; i++) {
+		int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+		if (ts != AV_NOPTS_VALUE) {
+			int64_t us = av_rescale_q(ts, in->streams[pkt->stream_index]->time_base, AV_TIME_BASE_Q);
+			if (first == AV_NOPTS_VALUE)
+				first = us;
+			if (start == AV_NOPTS_VALUE || us < start)
+				start = us;
+			if (us > first + LEAD_US + 1000000) {
+				av_packet_unref(pkt);
+				break;
+			}
+		}
+		av_packet_unref(pkt);
+	}
+	if (in)
+		avformat_close_input(&in);
+	return start;
+}
+
+/* Audio gaps in the joined file are filled only this far behind the video: a part interleaves its streams
+ * within 0.5 s, so real audio for an earlier time cannot come later than this. */
+#define FILL_LAG_US 2000000
+
+/* Writes silent frames into audio stream o of out from *audio_end up to until (µs), whole frames only.
+ * Moves *audio_end and *last_dts on, adds to *filled. Returns 0 or the muxer's error. */
+static int fill_silence(AVFormatContext *out, int o, const struct silence *s, int64_t *audio_end, int64_t *last_dts,
+			int64_t until, int64_t *filled)
+{
+	while (s->pkt && *audio_end + s->frame_us <= until) {
+		AVPacket *p = av_packet_clone(s->pkt);
+		if (!p)
+			return AVERROR(ENOMEM);
+		p->pts = p->dts = *audio_end;
+		p->duration = s->frame_us;
+		p->stream_index = o;
+		p->pos = -1;
+		av_packet_rescale_ts(p, AV_TIME_BASE_Q, out->streams[o]->time_base);
+		int err = av_interleaved_write_frame(out, p);
+		av_packet_free(&p);
+		if (err < 0)
+			return err;
+		*last_dts = *audio_end;
+		*audio_end += s->frame_us;
+		*filled += s->frame_us;
+	}
+	return 0;
+}
+
 /* Joins the parts, in order, into STORAGE_PATH/<id>/source.mkv (written under a temporary name and renamed).
  * A part whose timestamps start over (a retry after a crash) is placed after the previous one. Adds the
- * gaps to note. Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
+ * gaps to note. Where an audio stream has no packets (a muted microphone sends nothing, or starts later than
+ * the camera), silent frames are written, so that audio and video end within one frame of each other.
+ * Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
 static int join_parts(struct recorder *r, double *duration_s, int64_t *size, char *note, size_t note_size)
 {
 	AVFormatContext *out = NULL;
@@ -557,9 +673,15 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 	char *final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
 	int ret = -1, err, used = 0;
 	int64_t offset = 0, end = 0; /* µs */
+	bool joined_any = false;
 	AVPacket *pkt = av_packet_alloc();
 	int last = last_part_number(r->parts_dir);
 	char prev_path[4096] = "";
+	struct silence silence[MAX_STREAMS] = {0};
+	int64_t audio_end[MAX_STREAMS] = {0}, filled = 0; /* µs */
+	int64_t last_dts[MAX_STREAMS];
+	for (int i = 0; i < MAX_STREAMS; i++)
+		last_dts[i] = INT64_MIN;
 
 	if (!tmp || !final || !pkt) {
 		job_error(r->job, "out of memory");
@@ -593,6 +715,11 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		ret = 1;
 		goto out;
 	}
+	for (unsigned o = 0; o < out->nb_streams; o++)
+		if (out->streams[o]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO &&
+		    silence_init(&silence[o], out->streams[o]->codecpar) < 0)
+			log_warn("recording %s: no silent %s frame: gaps in that audio stay gaps", r->job->recording_id,
+				 avcodec_get_name(out->streams[o]->codecpar->codec_id));
 	unlink(tmp);
 	if ((err = avio_open(&out->pb, tmp, AVIO_FLAG_WRITE)) < 0 || (err = avformat_write_header(out, NULL)) < 0) {
 		job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
@@ -605,10 +732,8 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		int map[MAX_STREAMS];
 		for (unsigned i = 0; i < MAX_STREAMS; i++)
 			map[i] = i < in->nb_streams ? match_stream(out, in, i) : -1;
-		bool first = true;
-		int64_t last_dts[MAX_STREAMS];
-		for (int i = 0; i < MAX_STREAMS; i++)
-			last_dts[i] = INT64_MIN;
+		int64_t start = part_start(r, n, pkt);
+		bool first = start != AV_NOPTS_VALUE;
 		while (av_read_frame(in, pkt) >= 0) { /* a part cut by a crash ends at its last whole cluster */
 			AVStream *ist = in->streams[pkt->stream_index];
 			if (pkt->dts == AV_NOPTS_VALUE) /* Matroska stores presentation times only; no B-frames live */
@@ -619,11 +744,17 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 			}
 			int64_t dts = av_rescale_q(pkt->dts, ist->time_base, AV_TIME_BASE_Q);
 			int64_t pts = pkt->pts != AV_NOPTS_VALUE ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) : dts;
-			int64_t dur = av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q);
+			int o = map[pkt->stream_index];
+			bool audio = silence[o].pkt != NULL;
+			int64_t dur = audio ? audio_packet_us(ist->codecpar, pkt, ist->time_base)
+					    : av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q);
 			if (first) {
 				first = false;
-				if (dts + offset < end - 1000000) { /* starts over: a new attempt after a crash */
-					offset = end - dts;
+				if (!joined_any) {
+					offset = -start; /* the earliest packet at 0 */
+					joined_any = true;
+				} else if (start + offset < end - 1000000) { /* starts over: a new attempt after a crash */
+					offset = end - start;
 					char gap[64] = "";
 					const AVDictionaryEntry *c = av_dict_get(in->metadata, "creation_time", NULL, 0);
 					int64_t began = 0;
@@ -645,11 +776,20 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 			}
 			dts += offset;
 			pts += offset;
-			int o = map[pkt->stream_index];
-			if (dts < last_dts[o]) {
-				av_packet_unref(pkt);
+			if (dts < 0 || dts < last_dts[o] || (audio && dts < audio_end[o] - silence[o].frame_us / 2)) {
+				av_packet_unref(pkt); /* out of order, or late for a gap already filled */
 				continue;
 			}
+			/* The gap before this audio packet, and the audio that is by now missing behind the video. */
+			err = 0;
+			for (unsigned a = 0; a < out->nb_streams && !err; a++)
+				if (silence[a].pkt)
+					err = fill_silence(out, (int)a, &silence[a], &audio_end[a], &last_dts[a],
+							   (int)a == o ? dts : dts - FILL_LAG_US, &filled);
+			if (audio && dts + dur > audio_end[o])
+				audio_end[o] = dts + dur;
+			if (!audio && dur <= 0 && last_dts[o] != INT64_MIN && dts - last_dts[o] < 1000000)
+				dur = dts - last_dts[o]; /* a video frame lasts about as long as the one before it */
 			last_dts[o] = dts;
 			if (dts + dur > end)
 				end = dts + dur;
@@ -659,7 +799,7 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 			pkt->pos = -1;
 			pkt->stream_index = o;
 			av_packet_rescale_ts(pkt, AV_TIME_BASE_Q, out->streams[o]->time_base);
-			if ((err = av_interleaved_write_frame(out, pkt)) < 0)
+			if (err >= 0 && (err = av_interleaved_write_frame(out, pkt)) < 0)
 				log_warn("recording %s: part %d: a packet of stream %d was refused: %s", r->job->recording_id, n,
 					 pkt->stream_index, av_err2str(err));
 			if (err < 0 && out->pb && out->pb->error) {
@@ -671,6 +811,15 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		avformat_close_input(&in);
 		snprintf(prev_path, sizeof prev_path, "%s", path);
 	}
+	/* A microphone muted until the end: its silence lasts as long as the video. */
+	for (unsigned a = 0; a < out->nb_streams; a++)
+		if (silence[a].pkt && (err = fill_silence(out, (int)a, &silence[a], &audio_end[a], &last_dts[a], end, &filled)) < 0) {
+			job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
+			goto out;
+		}
+	if (filled > 0)
+		log_info("recording %s: %.2f s of silence filled where the audio had gaps", r->job->recording_id,
+			 (double)filled / 1e6);
 	if ((err = av_write_trailer(out)) < 0) {
 		job_error(r->job, "cannot finish source.mkv: %s", av_err2str(err));
 		goto out;
@@ -695,6 +844,8 @@ out:
 		avformat_free_context(out);
 	}
 	av_packet_free(&pkt);
+	for (int i = 0; i < MAX_STREAMS; i++)
+		silence_free(&silence[i]);
 	if (ret != 0 && tmp)
 		unlink(tmp);
 	free(tmp);
@@ -853,6 +1004,8 @@ int record_run(struct job *job)
 	job_result(job, result);
 	ret = 0;
 out:
+	for (int i = 0; i < MAX_STREAMS; i++)
+		av_packet_free(&r.held[i]);
 	if (r.part.out)
 		part_close(&r);
 	if (r.in)

@@ -9,7 +9,9 @@ back the microphone; the maximum duration and the inactivity limit end a recordi
 in use are a clear error; SIGKILL of the worker mid-stream is recovered by another worker (the final
 file covers what was recorded before and after, and the recording notes the gap); a worker shutdown
 hands the recording over without losing the first part; an RTMP encoder pushes to a listening
-recorder. Streams are 5-15 s long."""
+recorder, and so do an SRT caller (MPEG-TS, AAC) and an RTSP encoder (ANNOUNCE/RECORD); a muted
+microphone's gaps are filled with silence up to the video's end; the health is in GET /recordings/{id}
+while the recorder runs. Streams are 5-15 s long; test_record_long.py has the long scenarios."""
 
 import json
 import os
@@ -106,16 +108,38 @@ def ffprobe_duration(path):
     return float(info["format"]["duration"]), sorted(s["codec_name"] for s in info["streams"])
 
 
-def media_end(path):
-    """Where the last packet of a file ends, in seconds (a part cut by SIGKILL has no duration field)."""
+def media_span(path):
+    """How much media a file holds, in seconds: from its first packet's start to its last packet's end (a part
+    cut by SIGKILL has no duration field, and a part's timestamps do not start at 0)."""
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
                           str(path)], capture_output=True, text=True, check=True).stdout
-    ends = []
+    starts, ends = [], []
     for line in out.split():
         pts, _, dur = line.partition(",")
         if pts not in ("", "N/A"):
+            starts.append(float(pts))
             ends.append(float(pts) + (float(dur) if dur not in ("", "N/A") else 0))
-    return max(ends)
+    return max(ends) - min(starts)
+
+
+def starts_with_keyframe(path):
+    """True when the file's first video packet is a keyframe (what comes before one does not decode)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries",
+                          "packet=flags", "-of", "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+    return out.stdout.strip().startswith("K")
+
+
+def stream_packets(path, kind):
+    """(start, end) in seconds of each packet of the file's first `kind` stream ("v" or "a")."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", f"{kind}:0", "-show_entries",
+                          "packet=pts_time,duration_time", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    spans = []
+    for line in out.split():
+        pts, _, dur = line.partition(",")
+        if pts not in ("", "N/A"):
+            spans.append((float(pts), float(pts) + (float(dur) if dur not in ("", "N/A") else 0)))
+    return sorted(spans)
 
 
 def decode_errors(path):
@@ -201,6 +225,12 @@ def test_rtp_recording_is_remuxed_published_and_probed(stack, db, workers, video
     assert kinds["video"]["codec"] == video and kinds["audio"]["codec"] == "opus", health
     for st in health["streams"]:
         assert st["packets"] > 0 and st["bytes"] > 0 and st["bit_rate"] > 0 and "last_keyframe_age_s" in st, st
+    # The same report in the API while it records.
+    got = poll("health in GET /recordings/{id}",
+               lambda: (b := rec.client.get(f"{API}/recordings/{rec.id}").json())["health"] and b, timeout=10)
+    assert got["status"] == "recording" and got["health"]["part"] == 1, got
+    assert sorted(st["type"] for st in got["health"]["streams"]) == ["audio", "video"], got["health"]
+    assert all(st["packets"] > 0 and st["bit_rate"] > 0 for st in got["health"]["streams"]), got["health"]
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
     time.sleep(0.5)
@@ -213,7 +243,9 @@ def test_rtp_recording_is_remuxed_published_and_probed(stack, db, workers, video
     duration, codecs = ffprobe_duration(src)
     assert abs(duration - 6.0) <= 0.5, duration
     assert codecs == sorted(["opus", video]), codecs
+    assert starts_with_keyframe(src) and stream_packets(src, "v")[0][0] <= 0.1, stream_packets(src, "v")[:3]
     assert row["size"] == src.stat().st_size and abs(row["duration"] - duration) < 0.2, row
+    assert rec.client.get(f"{API}/recordings/{rec.id}").json()["health"] is None
     assert decode_errors(src) == ""
     # The probe follows (sql/007_record.sql) and reads the joined file.
     probe = only_job(db, rec.id, "probe")
@@ -260,7 +292,7 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     assert re.search(r"worker stopped at \d+\.\d s and another one continued .* \(about \d+ s\) is missing",
                      row["detail"] or ""), row
     duration, _ = ffprobe_duration(rec.folder / "source.mkv")
-    first = media_end(rec.folder / "parts" / "part-0001.mkv")
+    first = media_span(rec.folder / "parts" / "part-0001.mkv")
     # Killed at 5 s: the last cluster (1 s) and the interleaving (0.5 s) may be lost, no more.
     assert first >= 3.4, first
     # ... and what arrived once the retry had bound the ports again is joined after it.
@@ -365,7 +397,75 @@ def test_a_worker_shutdown_hands_the_recording_to_the_next_worker(stack, db, wor
     assert "another one continued" in row["detail"], row
     parts = sorted(p.name for p in (rec.folder / "parts").iterdir())
     assert parts == ["part-0001.mkv", "part-0002.mkv"], parts
-    first_part = media_end(rec.folder / "parts" / "part-0001.mkv")
+    first_part = media_span(rec.folder / "parts" / "part-0001.mkv")
     assert first_part >= 2.5, first_part  # closed cleanly: nothing of the first 3 s lost
     duration, _ = ffprobe_duration(rec.folder / "source.mkv")
     assert first_part + 2 <= duration <= 8.5, (first_part, duration)
+
+
+def test_a_muted_microphone_is_filled_with_silence_to_the_length_of_the_video(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    rec.start_worker()
+    rec.wait_listening()
+    # The microphone sends for 1 s, is muted from 1 s to 3 s, sends again until 5 s and is muted to the end
+    # at 8 s; the camera sends throughout. One sender, so one SSRC per stream and timestamps that jump.
+    argv = ["ffmpeg", *FFMPEG_LOG, "-re", "-t", "8", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15", "-re", "-t",
+            "8", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-map", "0:v", "-c:v", "libvpx", "-deadline",
+            "realtime", "-b:v", "200k", "-g", "15", "-payload_type", "96", "-f", "rtp",
+            f"rtp://127.0.0.1:{rec.vport}?rtcpport={rec.vport + 1}", "-map", "1:a", "-af",
+            "aselect='not(between(t,1,3))*lt(t,5)'", "-c:a", "libopus", "-b:a", "32k", "-ac", "2", "-payload_type",
+            "100", "-f", "rtp", f"rtp://127.0.0.1:{rec.aport}?rtcpport={rec.aport + 1}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=40)
+    assert proc.returncode == 0, proc.stderr
+    time.sleep(0.5)
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    src = rec.folder / "source.mkv"
+    video, audio = stream_packets(src, "v"), stream_packets(src, "a")
+    assert abs(video[-1][1] - 8) <= 0.5, video[-1]
+    # Audio and video end within one video frame of each other, and the audio has no hole left.
+    assert abs(audio[-1][1] - video[-1][1]) <= 1 / 15, (audio[-1], video[-1])
+    assert audio[0][0] <= 1 / 15, audio[0]
+    assert max(b[0] - a[1] for a, b in zip(audio, audio[1:])) <= 0.021, "a gap left in the audio"
+    assert decode_errors(src) == ""
+
+
+def pushed_recording(stack, db, workers, port, url, push_argv, codecs):
+    """A recording whose recorder listens at url (on port); push_argv (an ffmpeg command) pushes 5 s to it."""
+    rec = Recording(stack, db, workers, source={"type": "url", "url": url})
+    rec.start_worker()
+    poll("the recorder to listen", lambda: tcp_listening(port) or udp_bound(port), timeout=10)
+    proc = subprocess.run(push_argv, capture_output=True, text=True, timeout=40)
+    assert proc.returncode == 0, proc.stderr
+    poll("the recording to end", lambda: rec.row()["state"] == "succeeded", timeout=15)
+    row = rec.row()
+    assert row["status"] == "processing" and row["detail"] == "ended by the source", row
+    duration, got = ffprobe_duration(rec.folder / "source.mkv")
+    assert abs(duration - 5) <= 0.5 and got == codecs, (duration, got)
+    assert decode_errors(rec.folder / "source.mkv") == ""
+
+
+def udp_bound(port):
+    with open("/proc/net/udp") as f:
+        return any(line.split()[1].endswith(f":{port:04X}") for line in f.readlines()[1:])
+
+
+ENCODE_5S = ["-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15", "-re", "-f", "lavfi", "-i",
+             "sine=sample_rate=48000", "-t", "5", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency",
+             "-g", "15", "-pix_fmt", "yuv420p"]
+
+
+def test_srt_push_to_a_listening_recorder(stack, db, workers):
+    port = free_udp_pairs(1)[0]
+    pushed_recording(stack, db, workers, port, f"srt://127.0.0.1:{port}?mode=listener",
+                     ["ffmpeg", *FFMPEG_LOG, *ENCODE_5S, "-c:a", "aac", "-f", "mpegts",
+                      f"srt://127.0.0.1:{port}?mode=caller&pkt_size=1316"], ["aac", "h264"])
+
+
+def test_rtsp_push_to_a_listening_recorder(stack, db, workers):
+    # ffmpeg cannot serve RTSP to a recorder that pulls, so the recorder is the RTSP server and the encoder
+    # pushes (ANNOUNCE + RECORD, interleaved over TCP), as OBS or an IP camera's "push" mode does.
+    port = free_udp_pairs(1)[0]
+    pushed_recording(stack, db, workers, port, f"rtsp://127.0.0.1:{port}/live/class?listen",
+                     ["ffmpeg", *FFMPEG_LOG, *ENCODE_5S, "-c:a", "libopus", "-f", "rtsp", "-rtsp_transport", "tcp",
+                      f"rtsp://127.0.0.1:{port}/live/class"], ["h264", "opus"])
