@@ -375,14 +375,41 @@ out:
 		json_object_put(body);
 }
 
+/* The read of a signed-in caller in one statement: the access check, the recording and its latest 10 jobs
+ * (one database round trip instead of three: the API's most frequent request, issue 9's speed target). */
+#define GET_ONE_SQL                                                                                            \
+	"SELECT " RECORDING_COLUMNS ", " ACCESS_CAN_READ_SQL("$2", "$3") " AS can_read,"                        \
+	" (SELECT json_agg(json_build_object('id', j.id, 'kind', j.kind, 'state', j.state,"                     \
+	"   'progress', j.progress::double precision) ORDER BY j.id)"                                          \
+	"  FROM (SELECT id, kind, state, progress FROM jobs WHERE recording_id = r.id ORDER BY id DESC LIMIT 10) j"\
+	" )::text AS jobs FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL"
+
 void recordings_get(struct vtp_ctx *ctx)
 {
 	static const char sql[] = "SELECT " RECORDING_COLUMNS " FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	static const char one_sql[] = GET_ONE_SQL;
 	const char *id = ctx->params[0];
-	PGresult *res = access_query(ctx, id, ACCESS_READ, sql);
-	if (!res)
+	PGresult *res = NULL;
+	if (access_is_anonymous(ctx) || ctx->share) {
+		/* A share link: its checks and counting are access_check()'s. */
+		if ((res = access_query(ctx, id, ACCESS_READ, sql)))
+			recording_answer(ctx, 200, res);
 		goto out;
-	recording_answer(ctx, 200, res);
+	}
+	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
+	if (!(res = http_query(ctx, one_sql, 3, params)))
+		goto out;
+	if (PQntuples(res) != 1 || strcmp(vtp_db_get(res, 0, "can_read"), "t") != 0) {
+		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+		goto out;
+	}
+	const char *jobs_text = vtp_db_get(res, 0, "jobs");
+	json_object *jobs = jobs_text ? json_tokener_parse(jobs_text) : NULL;
+	if (!json_object_is_type(jobs, json_type_array)) {
+		json_object_put(jobs);
+		jobs = NULL;
+	}
+	http_json(ctx, 200, recording_json(res, 0, jobs));
 out:
 	PQclear(res);
 }
