@@ -210,7 +210,7 @@ def kill_at_random(rng, stack, api, workers, stop, log):
 
 
 def test_killed_processes_during_a_scripted_session(stack, db, tmp_path, api_restarts):
-    """A scripted session (seeded) of 200 API calls through nginx and Apache mod_proxy_fcgi, 10 of them
+    """A scripted session (seeded) of at least 200 API calls through nginx and Apache mod_proxy_fcgi, 10 of them
     imports whose probe jobs run on two workers of a queue of their own, while another thread SIGKILLs
     vtp-api, a worker or a worker's job child every 0.3-1.5 s. vtp-api and the workers are restarted as a
     service manager would (fixture api_restarts, Respawner). Every call is answered as it should be or
@@ -244,7 +244,13 @@ def test_killed_processes_during_a_scripted_session(stack, db, tmp_path, api_res
     try:
         rids.append(clients[0].start_ok()["id"])
         kill_thread.start()
-        while len(calls) < SESSION_CALLS or imported < SESSION_JOBS:
+        def kills_of(*targets):
+            return sum(1 for k in list(kills) if k[1] in targets)
+
+        # 200 calls at least, and on until the 10 imports and a few kills of each kind have happened (the
+        # kills come on their own clock: a fast machine gets through the calls between fewer of them).
+        while (len(calls) < SESSION_CALLS or imported < SESSION_JOBS or kills_of("api") < 3
+               or kills_of("worker", "child") < 3) and len(calls) < 3 * SESSION_CALLS:
             c = clients[len(calls) % 2]
             kinds = ["list", "get", "start", "event", "progress", "jobs"]
             if imported < SESSION_JOBS and (rng.random() < 0.08 or len(calls) >= SESSION_CALLS):
