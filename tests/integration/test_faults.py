@@ -211,11 +211,12 @@ def kill_at_random(rng, stack, api, workers, stop, log):
 
 def test_killed_processes_during_a_scripted_session(stack, db, tmp_path, api_restarts):
     """A scripted session (seeded) of at least 200 API calls through nginx and Apache mod_proxy_fcgi, 10 of them
-    imports whose probe jobs run on two workers of a queue of their own, while another thread SIGKILLs
+    imports whose pipeline jobs (probe, thumbnail, storyboard, transcode: 40) run on two workers of a queue of
+    their own, while another thread SIGKILLs
     vtp-api, a worker or a worker's job child every 0.3-1.5 s. vtp-api and the workers are restarted as a
     service manager would (fixture api_restarts, Respawner). Every call is answered as it should be or
     cleanly refused (502/503 quickly, never a hang); every job ends succeeded, with exactly one successful
-    attempt in its history, and its result (the probe's media_info) is published."""
+    attempt in its history, and every imported recording ends ready with its probe's media_info."""
     import random
     import threading
 
