@@ -156,13 +156,19 @@ fuzz-smoke: $(addprefix $(BUILD)/fuzz/bin/,$(FUZZ_TARGETS))
 	$(call run_fuzz,$(FUZZ_SMOKE_SECONDS))
 
 # Benchmarks print figures and ratios against baselines of the same run; not part of test.
-bench: all
+bench: all $(BUILD)/bench/min_responder
 	$(PYTHON) bench/queue_bench.py
 	$(PYTHON) bench/ingest_bench.py
 	$(PYTHON) bench/analytics_bench.py
 	$(PYTHON) bench/transcode_bench.py
 	$(PYTHON) bench/thumbnail_bench.py
 	$(PYTHON) bench/record_bench.py
+	$(PYTHON) bench/api_bench.py --rss
+
+# The API benchmark's baseline: a libfcgi responder that does no work per request.
+$(BUILD)/bench/min_responder: bench/min_responder.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(shell pkg-config --libs fcgi) -lpthread
 
 lint-openapi:
 	npm run --silent lint:openapi

@@ -130,6 +130,7 @@ static void *serve_fastcgi(void *unused)
 	struct vtp_db db;
 	FCGX_Request request;
 	vtp_db_init(&db, &app.cfg, "vtp-api");
+	db.prepare = true; /* a thread's connection serves many requests: plan each statement once */
 	FCGX_InitRequest(&request, 0, 0);
 	for (;;) {
 		pthread_mutex_lock(&accept_lock);

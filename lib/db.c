@@ -34,6 +34,10 @@ void vtp_db_close(struct vtp_db *db)
 	if (db->conn)
 		PQfinish(db->conn);
 	db->conn = NULL;
+	/* Prepared statements live and die with their connection. */
+	for (int i = 0; i < db->n_prepared; i++)
+		free(db->prepared[i]);
+	db->n_prepared = 0;
 }
 
 PGconn *vtp_db_connect(struct vtp_db *db)
@@ -66,17 +70,13 @@ PGconn *vtp_db_connect(struct vtp_db *db)
 	return db->conn;
 }
 
-/* Sends one statement and waits for its result at most the statement
+/* Waits for the result of the statement just sent, at most the statement
  * timeout plus a margin: the server enforces statement_timeout itself, but a
  * server that stopped answering (frozen, partitioned) would block libpq
  * forever. Returns the last result (NULL after a timeout, with *timed_out). */
-static PGresult *exec_with_deadline(struct vtp_db *db, const char *sql, int nparams, const char *const *params,
-				    bool *timed_out)
+static PGresult *wait_with_deadline(struct vtp_db *db, bool *timed_out)
 {
 	PGconn *conn = db->conn;
-	*timed_out = false;
-	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0))
-		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0); /* reports the error */
 	struct timespec start, now;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	long limit_ms = db->cfg->db_statement_timeout_ms + CLIENT_TIMEOUT_MARGIN_MS;
@@ -106,6 +106,60 @@ static PGresult *exec_with_deadline(struct vtp_db *db, const char *sql, int npar
 	return last ? last : PQmakeEmptyPGresult(conn, PGRES_FATAL_ERROR);
 }
 
+/* The number of sql's prepared statement on the connection, prepared now on
+ * its first use; -1 to send it unnamed (not asked for, in a transaction,
+ * no room left, or the prepare failed: the unnamed statement then reports
+ * whatever is wrong). */
+static int prepared_statement(struct vtp_db *db, const char *sql, int nparams, bool *timed_out)
+{
+	if (!db->prepare || db->in_transaction)
+		return -1;
+	for (int i = 0; i < db->n_prepared; i++)
+		if (strcmp(db->prepared[i], sql) == 0)
+			return i;
+	if (db->n_prepared == VTP_DB_PREPARED_MAX)
+		return -1;
+	char name[16];
+	snprintf(name, sizeof name, "p%d", db->n_prepared);
+	if (!PQsendPrepare(db->conn, name, sql, nparams, NULL))
+		return -1;
+	PGresult *r = wait_with_deadline(db, timed_out);
+	bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+	PQclear(r);
+	if (!ok)
+		return -1;
+	db->prepared[db->n_prepared] = xstrdup(sql);
+	return db->n_prepared++;
+}
+
+/* Sends one statement (by name when it is prepared) and waits for its
+ * result; see wait_with_deadline(). */
+static PGresult *exec_with_deadline(struct vtp_db *db, const char *sql, int nparams, const char *const *params,
+				    bool *timed_out)
+{
+	PGconn *conn = db->conn;
+	*timed_out = false;
+	int n = prepared_statement(db, sql, nparams, timed_out);
+	if (*timed_out)
+		return NULL;
+	char name[16];
+	snprintf(name, sizeof name, "p%d", n);
+	int sent = n >= 0 ? PQsendQueryPrepared(conn, name, nparams, params, NULL, NULL, 0)
+			  : PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (!sent)
+		return PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0); /* reports the error */
+	return wait_with_deadline(db, timed_out);
+}
+
+/* True when r is PostgreSQL's refusal to run a prepared statement whose
+ * result columns changed (SQLSTATE 0A000: a migration altered a table while
+ * we held the statement); a new connection prepares it again. */
+static bool stale_prepared(const struct vtp_db *db, const PGresult *r)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	return db->n_prepared > 0 && state && strcmp(state, "0A000") == 0;
+}
+
 enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *sql, int nparams,
 				const char *const *params)
 {
@@ -119,9 +173,10 @@ enum vtp_db_status vtp_db_query(struct vtp_db *db, PGresult **res, const char *s
 		return VTP_DB_UNAVAILABLE;
 	bool timed_out = false;
 	PGresult *r = exec_with_deadline(db, sql, nparams, params, &timed_out);
-	if (may_retry && !timed_out && PQstatus(conn) != CONNECTION_OK) {
+	if (may_retry && !timed_out && (PQstatus(conn) != CONNECTION_OK || stale_prepared(db, r))) {
 		/* The server restarted since our last statement, so this one met a
-		 * dead connection: reconnect and send it once more. */
+		 * dead connection (or a table changed under a prepared statement):
+		 * reconnect and send it once more. */
 		PQclear(r);
 		vtp_db_close(db);
 		conn = vtp_db_connect(db);

@@ -5,6 +5,10 @@
 #include "config.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
+
+/* How many statements a connection keeps prepared (see struct vtp_db, prepare). */
+#define VTP_DB_PREPARED_MAX 64
 
 enum vtp_db_status {
 	VTP_DB_OK = 0,
@@ -19,6 +23,12 @@ struct vtp_db {
 	const char *session_options; /* extra "-c name=value" for every connection, or NULL */
 	char sqlstate[6]; /* SQLSTATE of the last failed statement, "" when none */
 	int in_transaction; /* set by vtp_db_begin: a lost connection is then never retried */
+	/* Set by a long-lived caller (vtp-api's threads): outside transactions, a statement is prepared on
+	 * its first use on a connection and run by name afterwards, which spares the server parsing and
+	 * planning it on every request. */
+	bool prepare;
+	int n_prepared;
+	char *prepared[VTP_DB_PREPARED_MAX]; /* the texts of statements "p0", "p1", ... (owned) */
 };
 
 /* cfg must outlive db. Nothing connects until the first query. */

@@ -1,6 +1,8 @@
 /* hls.c: ladder profiles from config, segment measurement and the master playlist (RFC 8216) that we write. */
 #include "hls.h"
 
+#include <libavformat/avformat.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,4 +147,31 @@ json_object *hls_renditions_json(const struct hls_variant *v, int n)
 		json_object_array_add(a, o);
 	}
 	return a;
+}
+
+/* The first write error of a watched writer's files; see hls_watch_writes(). */
+static int first_write_error;
+
+/* Closes a file of a watched writer, noting a failed write (avio_close() itself forgets it). */
+static int close_noting_errors(struct AVFormatContext *s, AVIOContext *pb)
+{
+	(void)s;
+	avio_flush(pb);
+	int err = pb->error;
+	int closed = avio_close(pb);
+	if (!err)
+		err = closed;
+	if (err < 0 && !first_write_error)
+		first_write_error = err;
+	return err;
+}
+
+void hls_watch_writes(struct AVFormatContext *mux)
+{
+	mux->io_close2 = close_noting_errors;
+}
+
+int hls_write_error(void)
+{
+	return first_write_error;
 }

@@ -40,6 +40,15 @@ int hls_measure(const char *dir, struct hls_variant *v);
  * Returns 0 or -1 with errno. */
 int hls_write_master(const char *path, struct hls_variant *v, int n);
 
+/* Makes the HLS writer mux note the first error writing any of its files (segments and playlists, which
+ * libavformat's hls muxer opens and closes itself, dropping their write errors: a full disk looked like
+ * "no segments"). One job runs per worker child, so the note is per process. */
+struct AVFormatContext;
+void hls_watch_writes(struct AVFormatContext *mux);
+
+/* The first write error noted since the process started (an AVERROR code), or 0. */
+int hls_write_error(void);
+
 /* The recording's renditions array (docs/openapi.yaml, Rendition). */
 json_object *hls_renditions_json(const struct hls_variant *v, int n);
 

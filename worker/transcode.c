@@ -281,6 +281,8 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 		job_error(t->job, "cannot start the HLS writer: %s", av_err2str(err));
 		return -1;
 	}
+	if (!t->mp4_path)
+		hls_watch_writes(r->mux);
 	if (r->enc) {
 		r->vst = avformat_new_stream(r->mux, NULL);
 		avcodec_parameters_from_context(r->vst->codecpar, r->enc);
@@ -680,9 +682,10 @@ static int run(struct job *job, const char *mp4_path)
 	}
 	for (int i = 0; i < t.n; i++) {
 		struct rung *r = &t.rungs[i];
-		if ((err = av_write_trailer(r->mux)) < 0)
+		err = av_write_trailer(r->mux);
+		r->header_written = false; /* even when it failed: a second call crashes libavformat */
+		if (err < 0 || (err = hls_write_error()) < 0)
 			goto fail;
-		r->header_written = false;
 		if (mp4_path) {
 			ret = 0;
 			goto out;
@@ -720,7 +723,10 @@ static int run(struct job *job, const char *mp4_path)
 	ret = 0;
 	goto out;
 fail:
-	job_error(job, "%s cannot be transcoded: %s", source, av_err2str(err));
+	if (hls_write_error() < 0) /* the likely cause of whatever failed after it (a full disk) */
+		job_error(job, "cannot write the HLS files: %s", av_err2str(hls_write_error()));
+	else
+		job_error(job, "%s cannot be transcoded: %s", source, av_err2str(err));
 out:
 	for (int i = 0; i < t.n; i++) {
 		struct rung *r = &t.rungs[i];

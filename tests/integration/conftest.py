@@ -631,3 +631,44 @@ def pytest_runtest_makereport(item, call):
     if report.failed and s is not None and "stack" in getattr(item, "fixturenames", ()):
         for name in ("api", "nginx", "apache_proxy", "apache_fcgid", "postgres"):
             report.sections.append((f"{name} log (last lines)", s.log_tail(name, 20)))
+
+
+@pytest.fixture
+def api_restarts(stack):
+    """Restarts vtp-api (spawn-fcgi, same socket) within 0.1 s whenever it dies, for the test's duration:
+    what a production service manager does (systemd Restart=always; nothing in this harness or in
+    deploy/devstack restarts a dead vtp-api otherwise, and nginx then answers 502 until someone does).
+    Yields an object with .times (the monotonic time of each restart) and .lock (held during a restart:
+    take it to kill vtp-api only once it is up); leaves a live vtp-api behind."""
+    import threading
+
+    class Restarts:
+        times = []
+        lock = threading.Lock()
+
+    restarts = Restarts()
+    done = threading.Event()
+    failures = []
+
+    def watch():
+        while not done.wait(0.02):
+            with restarts.lock:
+                if stack.api_proc.poll() is None:
+                    continue
+                try:
+                    stack._start_api()
+                    restarts.times.append(time.monotonic())
+                except StackError as exc:  # reported by the fixture's teardown
+                    failures.append(str(exc))
+                    return
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        yield restarts
+    finally:
+        done.set()
+        t.join(timeout=90)
+        if stack.api_proc.poll() is not None:
+            stack._start_api()
+    assert not failures, failures

@@ -171,3 +171,116 @@ def test_frozen_database_does_not_hang_requests(stack):
         assert time.monotonic() < deadline, "no recovery after SIGCONT"
         time.sleep(0.2)
     assert assert_json(c.get(f"{API}/recordings/{rid}"), 200)["id"] == rid
+
+
+# The API's budget for one request with PostgreSQL gone: connect timeout 3 s
+# or statement timeout 5 s (lib/config.c defaults), plus slack for a loaded
+# machine. No request may take longer, before, during or after the outage.
+LOAD_MAX_S = 8.0
+OUTAGE_S = 10.0
+LOAD_THREADS = 6
+
+
+def test_ten_second_outage_under_load(stack, db):
+    """Six client threads hammer GET /recordings/{id} and POST .../progress
+    through nginx while PostgreSQL is down for 10 s: before the stop every
+    answer is a success; between the stop and the restart only 503 problems
+    with Retry-After; no request takes longer than the API's database budget;
+    and once the cluster is back every thread sees successes again within
+    15 s, with nothing restarted but PostgreSQL."""
+    import threading
+
+    base = stack.frontends["nginx"]
+    tok = make_token(stack, unique("inst"), "instructor")
+    rid = Client(base, tok).start_ok()["id"]
+    with db.cursor() as cur:  # progress positions are checked against the duration
+        cur.execute("UPDATE recordings SET duration_s = 3600, status = 'ready' WHERE id = %s", (rid,))
+    api_pid = stack.api_proc.pid
+    db.close()  # our own connection must not hold the stop up
+
+    marks = {}  # "stopped" and "starting": monotonic times seen by the main thread
+    results = []  # (thread, t_sent, t_answered, what, status, retry_after, problem code)
+    lock = threading.Lock()
+    stop_load = threading.Event()
+
+    def hammer(n):
+        session = requests.Session()
+        hdr = {"Authorization": "Bearer " + tok}
+        i = 0
+        while not stop_load.is_set():
+            i += 1
+            t0 = time.monotonic()
+            if i % 2:
+                what = "get"
+                call = lambda: session.get(f"{base}{API}/recordings/{rid}", headers=hdr, timeout=LOAD_MAX_S + 5)
+            else:
+                what = "progress"
+                body = {"session_id": f"load-{n}-{i}-{uuid.uuid4().hex[:8]}", "event": "heartbeat",
+                        "position_s": 10.0, "from_s": 0.0, "to_s": 10.0}
+                call = lambda: session.post(f"{base}{API}/recordings/{rid}/progress", json=body, headers=hdr,
+                                            timeout=LOAD_MAX_S + 5)
+            try:
+                r = call()
+                status, retry = r.status_code, r.headers.get("Retry-After")
+                code = r.json().get("code") if r.headers.get("Content-Type", "").startswith(
+                    "application/problem+json") else None
+            except requests.RequestException as exc:
+                status, retry, code = f"no answer: {exc!r}", None, None
+            with lock:
+                results.append((n, t0, time.monotonic(), what, status, retry, code))
+
+    threads = [threading.Thread(target=hammer, args=(n,), daemon=True) for n in range(LOAD_THREADS)]
+    for t in threads:
+        t.start()
+    try:
+        # Load before the outage: wait for a good number of successes.
+        _wait_for(lambda: sum(1 for r in results if r[4] in (200, 204)) >= 60, 60, "successes before the outage")
+        marks["stopping"] = time.monotonic()
+        stack.pg_stop()
+        marks["stopped"] = time.monotonic()
+        # Wait 10 s of outage under load (the clock is the point here).
+        time.sleep(OUTAGE_S)
+        marks["starting"] = time.monotonic()
+        stack.pg_start()
+        marks["started"] = time.monotonic()
+        # Recovery: every thread gets a success after the restart.
+        _wait_for(lambda: all(any(r[0] == n and r[1] > marks["started"] and r[4] in (200, 204) for r in results)
+                              for n in range(LOAD_THREADS)), 15, "every client thread to see a success again")
+        recovered = time.monotonic()
+        _wait_for(lambda: sum(1 for r in results if r[1] > recovered) >= 60, 60, "load after the recovery")
+    finally:
+        stop_load.set()
+        for t in threads:
+            t.join(timeout=LOAD_MAX_S + 10)
+        if not (stack.pgdata / "postmaster.pid").exists():
+            stack.pg_start()
+
+    assert not any(t.is_alive() for t in threads), "a client thread is stuck in a request"
+    before = [r for r in results if r[2] < marks["stopping"]]
+    during = [r for r in results if r[1] > marks["stopped"] and r[2] < marks["starting"]]
+    after = [r for r in results if r[1] > recovered]
+    slow = [r for r in results if r[2] - r[1] > LOAD_MAX_S]
+    assert not slow, f"{len(slow)} requests took longer than {LOAD_MAX_S} s: {slow[:5]}"
+    assert not [r for r in results if not isinstance(r[4], int)], "a request got no answer"
+    assert len(before) >= 60 and all(r[4] in (200, 204) for r in before), \
+        [r for r in before if r[4] not in (200, 204)][:5]
+    # The outage was under load: both kinds of request, from every thread.
+    assert len(during) >= 5 * LOAD_THREADS, f"only {len(during)} requests during the 10 s outage"
+    assert {r[3] for r in during} == {"get", "progress"} and {r[0] for r in during} == set(range(LOAD_THREADS))
+    bad = [r for r in during if not (r[4] == 503 and r[6] == "db_unavailable" and (r[5] or "").isdigit()
+                                     and int(r[5]) >= 1)]
+    assert not bad, f"{len(bad)} of {len(during)} answers during the outage were not 503 + Retry-After: {bad[:5]}"
+    assert len(after) >= 60 and all(r[4] in (200, 204) for r in after), \
+        [r for r in after if r[4] not in (200, 204)][:5]
+    # Nothing was restarted: the same vtp-api process answered throughout.
+    assert stack.api_proc.pid == api_pid and stack.api_proc.poll() is None
+    print(f"outage under load: {len(before)} before, {len(during)} during (all 503), {len(after)} after; "
+          f"slowest {max(r[2] - r[1] for r in results):.2f} s; recovery "
+          f"{recovered - marks['started']:.2f} s after the restart")
+
+
+def _wait_for(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)

@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""bench/api_bench.py: vtp-api's throughput and latency through nginx, measured with wrk at 32 connections, each
+endpoint next to two baselines measured in the same run behind the same nginx:
+
+  static   nginx sending a static file of the same size as the endpoint's answer (the web server's ceiling);
+  minimal  bench/min_responder (built by `make bench`): a threaded libfcgi responder with as many threads as
+           vtp-api, answering a fixed body of the same size without any work (the FastCGI floor).
+
+Endpoints: GET /recordings/{id}, GET /recordings?limit=20 (20 recordings in the list), POST
+/recordings/{id}/progress (a new playback session each request; a database write), and the authorised segment
+path (GET .../stream/360p/seg_00000.m4s?token=…: the token check, then X-Accel-Redirect to the file). The stack
+is the integration tests' (release build, PostgreSQL with fsync on); wrk runs on the same machine (2 threads).
+
+--rss: vtp-api's resident memory after 1,000 requests and after 1,000,000 (a mix of the read endpoints,
+a media playlist with its signed segment URIs; requests made with wrk), and their ratio.
+
+Usage: /usr/bin/python3 bench/api_bench.py [--seconds S] [--connections N] [--rss] [--rss-requests N]
+[--build DIR]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
+segment path >= 80 % of static nginx; RSS after 1,000,000 requests within 10 % of RSS after 1,000.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import requests
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests" / "integration"))
+
+from ingest_bench import connect, make_token, start_stack  # noqa: E402
+
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}
+
+
+def wrk(url, seconds, connections, headers=(), script=None, env=None):
+    """Runs wrk; returns {"rps", "p50", "p99" (ms), "requests", "errors"}."""
+    cmd = [WRK, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", str(BENCH / script)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, **(env or {}))).stdout
+    lat = {p: float(v) * UNITS[u] for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)}
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    errors += sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": lat["50"], "p99": lat["99"],
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)), "errors": errors, "out": out}
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def as_vtp(stack, path):
+    if os.geteuid() == 0:
+        shutil.chown(path, "vtp", "vtp")
+
+
+def prepare_recordings(stack, token, workdir):
+    """Imports a 6 s 640x360 file and runs its jobs (probe, transcode, ...); adds 20 more recordings for the list.
+    Returns (recording id, the segment's URL path with its token, the segment file, the media playlist's
+    URL path with its token)."""
+    base = stack.frontends["nginx"]
+    src = workdir / "source.mp4"
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "testsrc2=size=640x360:rate=30:duration=6", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=48000:duration=6", "-c:v", "libx264", "-preset", "veryfast",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(src)], check=True)
+    hdr = {"Authorization": f"Bearer {token}"}
+    r = requests.post(f"{base}/api/v1/recordings?title=bench", data=src.read_bytes(),
+                      headers=dict(hdr, **{"Content-Type": "video/mp4"}))
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    db = connect(stack.database_url)
+    for _ in range(5):  # each step of the pipeline queues the next one
+        subprocess.run([str(stack.build_dir / "vtp-worker"), "--until-idle", "--queues", "light,heavy"],
+                       env=stack.env, check=True, capture_output=True, timeout=600)
+        with db.cursor() as cur:
+            cur.execute("SELECT kind, state, last_error FROM jobs WHERE recording_id = %s", (rid,))
+            jobs = cur.fetchall()
+        if ("transcode", "succeeded", None) in jobs:
+            break
+    db.close()
+    assert ("transcode", "succeeded", None) in jobs, jobs
+    for i in range(20):
+        r = requests.post(f"{base}/api/v1/recordings/start", headers=hdr, json={
+            "title": f"bench {i}", "room_id": f"bench-room-{i}",
+            "source": {"type": "url", "url": f"rtmp://127.0.0.1/live/bench{i}"}})
+        assert r.status_code == 201, r.text
+    master = requests.get(f"{base}/api/v1/recordings/{rid}/stream/playlist.m3u8", headers=hdr)
+    assert master.status_code == 200, master.text
+    media_uri = next(l for l in master.text.splitlines() if l and not l.startswith("#"))
+    media_url = urllib.parse.urljoin(master.url, media_uri)
+    media = requests.get(media_url)
+    assert media.status_code == 200, media.text
+    seg_uri = next(l for l in media.text.splitlines() if l and not l.startswith("#"))
+    seg_url = urllib.parse.urljoin(media.url, seg_uri)
+    seg = requests.get(seg_url)
+    assert seg.status_code == 200 and len(seg.content) > 10000, (seg.status_code, len(seg.content))
+    parts = urllib.parse.urlsplit(seg_url)
+    name = Path(parts.path).name
+    files = sorted(Path(stack.storage_path, rid).rglob(name))
+    assert files, name
+    mparts = urllib.parse.urlsplit(media_url)
+    return rid, parts.path + "?" + parts.query, files[0], mparts.path + "?" + mparts.query
+
+
+def add_baselines(stack, build, bodies):
+    """Serves each body (name -> bytes) as a static file at /bench-static/<name> and through the minimal
+    responder at /bench-min?b=N (N from 1, in the order given; b=0 answers 204) from the stack's nginx."""
+    folder = stack.dir / "bench"
+    folder.mkdir(exist_ok=True)
+    os.chmod(folder, 0o755)
+    as_vtp(stack, folder)
+    paths = []
+    for name, data in bodies.items():
+        p = folder / name
+        p.write_bytes(data)
+        os.chmod(p, 0o644)
+        paths.append(str(p))
+    responder = Path(build) / "bench" / "min_responder"
+    if not responder.is_absolute():
+        responder = BENCH.parent / responder
+    shutil.copy2(responder, folder / "min_responder")
+    sock = stack.dir / "run" / "min.sock"
+    ids = ["-u", "vtp", "-g", "vtp", "-U", "vtp", "-G", "vtp"] if os.geteuid() == 0 else []
+    threads = stack.env.get("VTP_API_THREADS", "4")
+    proc = subprocess.Popen(["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660", *ids, "--",
+                             str(folder / "min_responder"), threads, *paths],
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    stack._stoppers.append(("min_responder", lambda: (proc.terminate(), proc.wait(10))))
+    conf = stack.dir / "nginx" / "nginx.conf"
+    text = conf.read_text()
+    extra = (f"        location /bench-static/ {{ alias {folder}/; default_type application/json; }}\n"
+             f"        location = /bench-min {{ include /etc/nginx/fastcgi_params; fastcgi_pass unix:{sock}; }}\n")
+    cut = text.rstrip().rfind("}")
+    cut = text.rstrip()[:cut].rstrip().rfind("}")  # the server block's end
+    conf.write_text(text[:cut] + extra + "    " + text[cut:])
+    prefix = stack.dir / "nginx"
+    subprocess.run(["nginx", "-p", str(prefix), "-c", str(conf), "-s", "reload"], check=True)
+    base = stack.frontends["nginx"]
+    deadline = time.monotonic() + 20
+    while True:  # the reload and the responder are both asynchronous
+        try:
+            if requests.get(f"{base}/bench-min?b=1").status_code == 200 and \
+                    requests.get(f"{base}/bench-static/{next(iter(bodies))}").status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "the baselines did not come up"
+        time.sleep(0.1)
+
+
+def line(name, r, size, ratios=""):
+    print(f"  {name:34s} {r['rps']:9.0f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
+          f"{size:8d} B{ratios}{'  ERRORS ' + str(r['errors']) if r['errors'] else ''}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rss", action="store_true")
+    ap.add_argument("--rss-requests", type=int, default=1_000_000)
+    ap.add_argument("--build", default="build")
+    args = ap.parse_args()
+    stack = start_stack(args.build)
+    try:
+        run(stack, args)
+    finally:
+        stack.stop()
+
+
+def run(stack, args):
+    base = stack.frontends["nginx"]
+    token = make_token(stack, "bench-owner", "instructor")
+    auth = f"Authorization: Bearer {token}"
+    hdr = {"Authorization": f"Bearer {token}"}
+    rid, seg_path, seg_file, media_path = prepare_recordings(stack, token, stack.dir)
+    db = connect(stack.database_url)
+    db.cursor().execute("UPDATE recordings SET status = 'ready' WHERE id = %s", (rid,))
+    db.close()
+    get_body = requests.get(f"{base}/api/v1/recordings/{rid}", headers=hdr).content
+    list_body = requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).content
+    assert len(requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).json()["items"]) == 20
+    bodies = {"get.json": get_body, "list.json": list_body, "segment.bin": seg_file.read_bytes(), "empty": b""}
+    add_baselines(stack, args.build, bodies)
+    cases = [  # name, API URL, wrk options, body name, b= of the minimal responder
+        ("GET /recordings/{id}", f"{base}/api/v1/recordings/{rid}", {"headers": [auth]}, "get.json", 1),
+        ("GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),
+        ("POST /recordings/{id}/progress", f"{base}/api/v1/recordings/{rid}/progress",
+         {"headers": [auth], "script": "progress.lua"}, "empty", 0),
+        ("GET segment (?token=)", base + seg_path, {}, "segment.bin", 3),
+    ]
+    print(f"api bench: nginx -> vtp-api ({stack.env.get('VTP_API_THREADS', '4')} threads), wrk -t2 "
+          f"-c{args.connections}, {args.seconds} s per figure; load average before: {os.getloadavg()[0]:.2f}")
+    figures = {}
+    for name, url, opts, body, b in cases:
+        api = wrk(url, args.seconds, args.connections, **opts)
+        static = wrk(f"{base}/bench-static/{body}", args.seconds, args.connections)
+        minimal_opts = {"script": "progress.lua"} if b == 0 else {}
+        minimal = wrk(f"{base}/bench-min?b={b}", args.seconds, args.connections, **minimal_opts)
+        size = len(bodies[body])
+        print(name)
+        line("vtp-api", api, size, f"  = {api['rps'] / minimal['rps']:.2f} x minimal, "
+                                   f"{api['rps'] / static['rps']:.2f} x static")
+        line("baseline: minimal libfcgi responder", minimal, size)
+        line("baseline: static file from nginx", static, size)
+        figures[name] = (api, minimal, static)
+    get_api, get_min, _ = figures["GET /recordings/{id}"]
+    seg_api, _, seg_static = figures["GET segment (?token=)"]
+    print("targets:")
+    print(f"  GET /recordings/{{id}} >= 0.50 x minimal: {get_api['rps'] / get_min['rps']:.2f}  "
+          f"p99 <= 10 ms: {get_api['p99']:.2f} ms")
+    print(f"  segment path >= 0.80 x static: {seg_api['rps'] / seg_static['rps']:.2f}")
+    if args.rss:
+        rss(stack, args, base, rid, media_path, auth, hdr)
+
+
+def rss(stack, args, base, rid, media_path, auth, hdr):
+    pid = stack.api_proc.pid
+    # Read endpoints that vtp-api answers itself (a segment's bytes would only load wrk and nginx); the
+    # media playlist signs a token per segment.
+    paths = (f"/api/v1/recordings/{rid} /api/v1/recordings?limit=20 /api/v1/recordings/{rid}/progress "
+             f"/api/v1/recordings/{rid}/participants {media_path}")
+    s = requests.Session()
+    urls = [base + p for p in paths.split()]
+    for i in range(1000):
+        r = s.get(urls[i % len(urls)], headers=hdr)
+        assert r.status_code == 200, r.text
+    first = rss_kib(pid)
+    done, started = 1000, time.monotonic()
+    while done < args.rss_requests:
+        r = wrk(base + "/", 30, args.connections, headers=[auth], script="paths.lua", env={"WRK_PATHS": paths})
+        assert r["errors"] == 0, r["out"]
+        done += r["requests"]
+    last = rss_kib(pid)
+    print(f"RSS of vtp-api (pid {pid}): {first} KiB after 1,000 requests, {last} KiB after {done:,} "
+          f"({time.monotonic() - started:.0f} s of wrk): ratio {last / first:.3f} (target <= 1.10)")
+
+
+if __name__ == "__main__":
+    main()

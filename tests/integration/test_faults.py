@@ -1,0 +1,335 @@
+"""Faults the service must survive, with real parts: a full storage filesystem and processes killed at random.
+
+Storage full: the worker gets a small tmpfs (mounted here; the tests run as root) as its storage root. During a
+transcode the job fails with a readable last_error naming the lack of space, publishes no rendition (none in
+the database, none through the API, no hls/ or leftover temporary folder on disk) and leaves the source as it
+was. During a live recording the job fails the same way, publishes no source.mkv, and the Matroska parts
+already captured stay on disk and play.
+
+Killed processes: see test_killed_processes_during_a_scripted_session."""
+
+import hashlib
+import signal
+import time
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from helpers import API, Client, assert_json, assert_problem, make_token, unique
+from test_import import upload
+from test_probe import job_row, only_job, run_worker
+from test_record import Recording, media_end, sender
+from test_transcode import H264, make
+from test_worker import Workers, poll
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """mount(size_kib) -> Path of a fresh tmpfs of that size; unmounted at the end of the test."""
+    mounted = []
+
+    def mount(size_kib):
+        where = tmp_path / f"fs{len(mounted)}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"cannot mount a tmpfs (the tests run as root): {proc.stderr}"
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.fixture
+def workers(stack, tmp_path):
+    w = Workers(stack, tmp_path)
+    yield w
+    w.stop_all()
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def free_kib(path):
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize // 1024
+
+
+def test_storage_full_during_a_transcode(stack, db, small_fs, tmp_path):
+    tok = make_token(stack, unique("inst"), "instructor")
+    c = Client(stack.frontends["nginx"], tok)
+    src = make(tmp_path / "a.mp4", "640x360", seconds=4, args=H264)
+    rid = assert_json(upload(c, src.read_bytes(), "video/mp4"), 201)["id"]
+    probe = only_job(db, rid, "probe")
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
+    queue = "full" + uuid.uuid4().hex[:10]
+    job = only_job(db, rid, "transcode")
+    with db.cursor() as cur:  # a queue of its own; one attempt, so the failure is final
+        cur.execute("UPDATE jobs SET queue = %s, max_attempts = 1 WHERE id = %s", (queue, job))
+
+    # The recording's folder on a filesystem with room for the source and 48 KiB more.
+    folder = Path(stack.storage_path) / rid
+    size_kib = sum(f.stat().st_size for f in folder.iterdir()) // 1024 + 64
+    fs = small_fs(size_kib)
+    shutil.copytree(folder, fs / rid)
+    source = next(p for p in (fs / rid).iterdir() if p.name.startswith("source."))
+    digest = sha256(source)
+    assert free_kib(fs) <= 64, free_kib(fs)
+
+    out = run_worker(stack, "--once", "--queues", queue, STORAGE_PATH=str(fs), VTP_HLS_SEGMENT_S="1")
+    assert "AddressSanitizer" not in out.stderr, out.stderr  # (a second av_write_trailer crashed here)
+    row = job_row(db, job)
+    assert row["state"] == "failed", row
+    assert "no space left on device" in (row["last_error"] or "").lower(), row
+    # Nothing half-written is published: no rendition anywhere, no output left on disk.
+    assert sorted(p.name for p in (fs / rid).iterdir()) == sorted(p.name for p in folder.iterdir()), \
+        [(str(p.relative_to(fs)), p.stat().st_size) for p in (fs / rid).rglob("*")]
+    assert sha256(source) == digest, "the source was changed"
+    with db.cursor() as cur:
+        cur.execute("SELECT renditions, status, status_detail FROM recordings WHERE id = %s", (rid,))
+        renditions, status, detail = cur.fetchone()
+    assert renditions is None, renditions
+    assert status == "failed" and "no space left on device" in detail.lower(), (status, detail)
+    rec = assert_json(c.get(f"{API}/recordings/{rid}"), 200)
+    assert rec["renditions"] == [] and rec["stream_url"] is None, rec
+    assert rec["status"] == "failed", rec
+    assert_problem(c.get(f"{API}/recordings/{rid}/stream/playlist.m3u8"), 409, "stream_not_ready")
+    transcode_job = assert_json(c.get(f"{API}/jobs/{job}"), 200)
+    assert "no space left on device" in transcode_job["last_error"].lower(), transcode_job
+
+
+def test_storage_full_during_a_recording(stack, db, workers, small_fs):
+    fs = small_fs(384)
+    rec = Recording(stack, db, workers)
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET max_attempts = 1 WHERE id = %s", (rec.job,))
+    rec.start_worker(STORAGE_PATH=str(fs), VTP_RECORD_PART_S="2")
+    rec.wait_listening()
+    # 300 kbit/s of VP8 and 48 of Opus fill 384 KiB in about 9 s; 30 s are offered.
+    proc = sender(rec.vport, rec.aport, 30)
+    try:
+        row = poll("the record job to fail", lambda: (r := rec.row())["state"] not in ("queued", "running") and r,
+                   timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert row["state"] == "failed", row
+    assert "no space left on device" in (row["error"] or "").lower(), row
+    assert "no space left on device" in (row["detail"] or "").lower(), row  # the recording says why
+    # Nothing half-written is published: no source.mkv, no source_file, no renditions.
+    folder = fs / rec.id
+    assert not (folder / "source.mkv").exists() and row["source_file"] is None, (row, list(folder.iterdir()))
+    api = assert_json(rec.client.get(f"{API}/recordings/{rec.id}"), 200)
+    assert api["status"] == "failed" and api["renditions"] == [] and api["stream_url"] is None, api
+    # What was captured is kept: the parts are there and play for seconds.
+    parts = sorted((folder / "parts").iterdir())
+    assert len(parts) >= 2, list(folder.iterdir())
+    # Every part but the one the disk filled up in holds media; the parts' timestamps continue each other.
+    ends = [media_end(p) for p in parts[:-1]]
+    assert ends == sorted(ends) and ends[-1] >= 3.0, (ends, [(p.name, p.stat().st_size) for p in parts])
+
+
+# ------------------------------------------------------------------ processes killed at random
+KILL_SEED = 9
+SESSION_CALLS = 200
+SESSION_JOBS = 10
+REFUSAL_MAX_S = 5.0  # a refusal while vtp-api restarts must be quick: the frontend's connect fails at once
+
+
+class Respawner:
+    """Two vtp-worker processes on one queue, each started again within 0.1 s of its death (the service
+    manager's Restart=always), so the test can SIGKILL them at will."""
+
+    def __init__(self, workers, queue):
+        import threading
+        self.workers, self.queue, self.lock = workers, queue, threading.Lock()
+        self.slots = [workers.start("--queues", queue) for _ in range(2)]
+        self.restarts = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self):
+        while not self.done.wait(0.05):
+            with self.lock:
+                for i, proc in enumerate(self.slots):
+                    if proc.poll() is not None:
+                        self.slots[i] = self.workers.start("--queues", self.queue)
+                        self.restarts += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=60)
+
+
+def killer(rng, stack, api, workers, stop, log):
+    """SIGKILLs vtp-api, a worker or a worker's job child at random moments until stop is set."""
+    try:
+        kill_at_random(rng, stack, api, workers, stop, log)
+    except Exception as exc:  # noqa: BLE001 - the test reports it
+        log.append((time.monotonic(), "killer failed", repr(exc)))
+
+
+def kill_at_random(rng, stack, api, workers, stop, log):
+    while not stop.wait(rng.uniform(0.3, 1.5)):
+        target = rng.choice(("api", "api", "worker", "child"))
+        if target == "api":
+            with api.lock:  # only a vtp-api that is up (not one being restarted)
+                pid = stack.api_proc.pid
+                os.kill(pid, signal.SIGKILL)
+                stack.api_proc.wait()
+        else:
+            # Aim at a job under way: wait (up to 2 s) for a worker with a job child.
+            deadline = time.monotonic() + 2
+            while not stop.is_set() and time.monotonic() < deadline:
+                with workers.lock:
+                    busy = [(p, kids[0]) for p in workers.slots if p.poll() is None and (kids := subprocess.run(
+                        ["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split())]
+                    if busy:
+                        proc, child = rng.choice(busy)
+                        pid = proc.pid if target == "worker" else int(child)
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:  # the job ended meanwhile
+                            continue
+                        if target == "worker":
+                            proc.wait()
+                        break
+                time.sleep(0.02)
+            else:
+                continue
+        log.append((time.monotonic(), target, pid))
+
+
+def test_killed_processes_during_a_scripted_session(stack, db, tmp_path, api_restarts):
+    """A scripted session (seeded) of at least 200 API calls through nginx and Apache mod_proxy_fcgi, 10 of them
+    imports whose pipeline jobs (probe, thumbnail, storyboard, transcode: 40) run on two workers of a queue of
+    their own, while another thread SIGKILLs
+    vtp-api, a worker or a worker's job child every 0.3-1.5 s. vtp-api and the workers are restarted as a
+    service manager would (fixture api_restarts, Respawner). Every call is answered as it should be or
+    cleanly refused (502/503 quickly, never a hang); every job ends succeeded, with exactly one successful
+    attempt in its history, and every imported recording ends ready with its probe's media_info."""
+    import random
+    import threading
+
+    rng = random.Random(KILL_SEED)
+    sub = unique("inst")
+    tok = make_token(stack, sub, "instructor")
+    clients = [Client(stack.frontends[fe], tok) for fe in ("nginx", "apache_proxy")]
+    src = make(tmp_path / "k.mp4", "320x240", seconds=2, args=H264).read_bytes()
+    queue = "kill" + uuid.uuid4().hex[:10]
+
+    def claim_my_jobs():
+        with db.cursor() as cur:  # each import's pipeline (probe, then thumbnail, storyboard, transcode) moves
+            cur.execute("UPDATE jobs j SET queue = %s, max_attempts = 20 FROM recordings r"  # to the test's queue
+                        " WHERE r.id = j.recording_id AND r.owner_id = %s AND r.source_type = 'upload'"
+                        " AND j.state = 'queued' AND j.queue <> %s", (queue, sub, queue))
+
+    w = Workers(stack, tmp_path)
+    workers = Respawner(w, queue)
+    stop = threading.Event()
+    kills = []
+    kill_thread = threading.Thread(target=killer, args=(random.Random(KILL_SEED + 1), stack, api_restarts,
+                                                        workers, stop, kills), daemon=True)
+    calls = []  # (kind, status or exception, seconds)
+    rids = []
+    imported = 0
+    try:
+        rids.append(clients[0].start_ok()["id"])
+        kill_thread.start()
+        def kills_of(*targets):
+            return sum(1 for k in list(kills) if k[1] in targets)
+
+        # 200 calls at least, and on until the 10 imports and a few kills of each kind have happened (the
+        # kills come on their own clock: a fast machine gets through the calls between fewer of them).
+        while (len(calls) < SESSION_CALLS or imported < SESSION_JOBS or kills_of("api") < 3
+               or kills_of("worker", "child") < 3) and len(calls) < 3 * SESSION_CALLS:
+            c = clients[len(calls) % 2]
+            kinds = ["list", "get", "start", "event", "progress", "jobs"]
+            if imported < SESSION_JOBS and (rng.random() < 0.08 or len(calls) >= SESSION_CALLS):
+                kinds = ["import"]
+            kind = rng.choice(kinds)
+            rid = rng.choice(rids)
+            expected, call = {
+                "list": (200, lambda: c.get(API + "/recordings?limit=10")),
+                "get": (200, lambda: c.get(f"{API}/recordings/{rid}")),
+                "start": (201, lambda: c.start()),
+                "event": (204, lambda: c.event(rid, unique("u"), "join")),
+                "progress": (200, lambda: c.get(f"{API}/recordings/{rid}/progress")),
+                "jobs": (200, lambda: c.get(f"{API}/jobs?limit=5")),
+                "import": (201, lambda: upload(c, src, "video/mp4")),
+            }[kind]
+            t0 = time.monotonic()
+            try:
+                r = call()
+                status = r.status_code
+            except Exception as exc:  # noqa: BLE001 - a hang (timeout) or a broken answer: reported below
+                r, status = None, repr(exc)
+            took = time.monotonic() - t0
+            calls.append((kind, status, round(took, 2)))
+            time.sleep(rng.uniform(0, 0.1))  # a user's pace: the session spans many kills
+            claim_my_jobs()
+            if status == expected and kind in ("start", "import"):
+                rids.append(r.json()["id"])
+                if kind == "import":
+                    imported += 1
+                    claim_my_jobs()
+        stop.set()
+        kill_thread.join(timeout=30)
+        claim_my_jobs()  # a probe queued by an import whose answer was lost to a kill
+
+        def my_jobs():
+            claim_my_jobs()
+            with db.cursor() as cur:
+                cur.execute("SELECT j.id, j.kind, j.state, r.status, r.media_info IS NOT NULL FROM jobs j"
+                            " JOIN recordings r ON r.id = j.recording_id WHERE r.owner_id = %s"
+                            " AND r.source_type = 'upload'", (sub,))
+                return cur.fetchall()
+
+        poll("every job to end", lambda: all(j[2] not in ("queued", "running") for j in my_jobs()), timeout=300)
+    finally:
+        stop.set()
+        kill_thread.join(timeout=30)
+        workers.stop()
+        w.stop_all()
+        with db.cursor() as cur:  # the pipeline's next steps are no other test's business
+            cur.execute("UPDATE jobs j SET queue = %s FROM recordings r WHERE r.id = j.recording_id"
+                        " AND r.owner_id = %s AND j.state = 'queued'", ("parked" + queue, sub))
+
+    expected_of = {"list": 200, "get": 200, "start": 201, "event": 204, "progress": 200, "jobs": 200, "import": 201}
+    refused = [c for c in calls if c[1] in (502, 503)]
+    wrong = [c for c in calls if c[1] != expected_of[c[0]] and c not in refused]
+    assert not wrong, f"calls neither answered nor cleanly refused: {wrong}"
+    slow = [c for c in refused if c[2] > REFUSAL_MAX_S]
+    assert not slow, f"refusals slower than {REFUSAL_MAX_S} s: {slow}"
+    answered = len(calls) - len(refused)
+    assert not [k for k in kills if k[1] == "killer failed"], kills
+    api_kills = sum(1 for k in kills if k[1] == "api")
+    worker_kills = len(kills) - api_kills
+    assert len(calls) >= SESSION_CALLS and imported >= SESSION_JOBS
+    assert api_kills >= 3 and worker_kills >= 3, kills  # the session really ran through kills
+    assert len(api_restarts.times) >= api_kills, (api_restarts.times, kills)
+
+    jobs = my_jobs()
+    assert sum(1 for j in jobs if j[1] == "probe") >= SESSION_JOBS, jobs
+    with db.cursor() as cur:
+        cur.execute("SELECT job_id, outcome FROM job_attempts WHERE job_id = ANY(%s)", ([j[0] for j in jobs],))
+        history = cur.fetchall()
+    for job_id, kind, state, rec_status, probed in jobs:
+        outcomes = [o for j, o in history if j == job_id]
+        assert state == "succeeded" and outcomes.count("succeeded") == 1, (job_id, kind, state, outcomes)
+        assert rec_status == "ready" and probed, (job_id, kind, rec_status, probed)
+    retried = [(j[1], [o for jj, o in history if jj == j[0]]) for j in jobs]
+    retried = [r for r in retried if len(r[1]) > 1]
+    print(f"killed session: {len(calls)} calls ({answered} answered, {len(refused)} refused with 502/503, slowest "
+          f"refusal {max([c[2] for c in refused] or [0])} s); {api_kills} vtp-api kills, {worker_kills} worker/child "
+          f"kills, {workers.restarts} worker restarts; {imported} imports, {len(jobs)} jobs, each succeeded once; "
+          f"retried: {retried}")
