@@ -108,9 +108,8 @@ def ffprobe_duration(path):
     return float(info["format"]["duration"]), sorted(s["codec_name"] for s in info["streams"])
 
 
-def media_span(path):
-    """How much media a file holds, in seconds: from its first packet's start to its last packet's end (a part
-    cut by SIGKILL has no duration field, and a part's timestamps do not start at 0)."""
+def packet_times(path):
+    """The start and end times of every timed packet of a file, in seconds."""
     out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0",
                           str(path)], capture_output=True, text=True, check=True).stdout
     starts, ends = [], []
@@ -119,7 +118,19 @@ def media_span(path):
         if pts not in ("", "N/A"):
             starts.append(float(pts))
             ends.append(float(pts) + (float(dur) if dur not in ("", "N/A") else 0))
+    return starts, ends
+
+
+def media_span(path):
+    """How much media a file holds, in seconds: from its first packet's start to its last packet's end (a part
+    cut by SIGKILL has no duration field, and a part's timestamps do not start at 0)."""
+    starts, ends = packet_times(path)
     return max(ends) - min(starts)
+
+
+def media_end(path):
+    """Where the last packet of a file ends, in seconds."""
+    return max(packet_times(path)[1])
 
 
 def starts_with_keyframe(path):
