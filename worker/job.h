@@ -49,6 +49,11 @@ void job_kind_names(char *out, size_t size);
 void job_progress(struct job *job, double fraction);
 /* Hands the job's result to the supervisor; takes ownership of result. */
 void job_result(struct job *job, json_object *result);
+/* Publishes an intermediate result while the job goes on: the supervisor
+ * runs the kind's publish_sql with it at once, fenced by the lease (a worker
+ * that lost its lease publishes nothing). The final job_result() still
+ * follows. Takes ownership of result. */
+void job_publish(struct job *job, json_object *result);
 /* Sets the job's readable error (its last_error); printf-style. */
 void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
