@@ -100,7 +100,9 @@ def main():
             assert r.status_code == 201, r.text
             rid = r.json()["id"]
             worker = str(stack.build_dir / "vtp-worker")
-            subprocess.run([worker, "--once", "--queues", "light"], env=stack.env, check=True, capture_output=True)
+            # the probe, then the playable job (sql/008_playable.sql), which queues the transcode
+            for _ in range(2):
+                subprocess.run([worker, "--once", "--queues", "light"], env=stack.env, check=True, capture_output=True)
             with db.cursor() as cur:
                 cur.execute("UPDATE jobs SET priority = 0 WHERE recording_id = %s AND kind = 'transcode'", (rid,))
             env = dict(stack.env, VTP_TRANSCODE_PROFILES=",".join(

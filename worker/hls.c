@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len)
 {
@@ -129,7 +131,7 @@ int hls_write_master(const char *path, struct hls_variant *v, int n)
 	return 0;
 }
 
-json_object *hls_renditions_json(const struct hls_variant *v, int n)
+json_object *hls_renditions_json(const struct hls_variant *v, int n, const char *status)
 {
 	json_object *a = json_object_new_array();
 	for (int i = 0; i < n; i++) {
@@ -141,8 +143,40 @@ json_object *hls_renditions_json(const struct hls_variant *v, int n)
 		json_object_object_add(o, "average_bandwidth", json_object_new_int64(v[i].avg_bps));
 		json_object_object_add(o, "codecs", json_object_new_string(v[i].codecs));
 		json_object_object_add(o, "size_bytes", json_object_new_int64(v[i].size_bytes));
-		json_object_object_add(o, "status", json_object_new_string("ready"));
+		json_object_object_add(o, "status", json_object_new_string(status));
 		json_object_array_add(a, o);
 	}
 	return a;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+int hls_remove_tree(const char *path)
+{
+	if (access(path, F_OK) != 0)
+		return 0;
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static uid_t owner_uid;
+static gid_t owner_gid;
+
+static int own_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return lchown(path, owner_uid, owner_gid);
+}
+
+void hls_own_tree(const char *path, const char *folder)
+{
+	struct stat st;
+	if (geteuid() != 0 || stat(folder, &st) < 0)
+		return;
+	owner_uid = st.st_uid;
+	owner_gid = st.st_gid;
+	nftw(path, own_entry, 16, FTW_PHYS);
 }

@@ -40,7 +40,16 @@ int hls_measure(const char *dir, struct hls_variant *v);
  * Returns 0 or -1 with errno. */
 int hls_write_master(const char *path, struct hls_variant *v, int n);
 
-/* The recording's renditions array (docs/openapi.yaml, Rendition). */
-json_object *hls_renditions_json(const struct hls_variant *v, int n);
+/* The recording's renditions array (docs/openapi.yaml, Rendition), each
+ * with status ("ready", or "processing" while it grows). Caller frees. */
+json_object *hls_renditions_json(const struct hls_variant *v, int n, const char *status);
+
+/* Removes a folder and what is in it (symbolic links removed, not
+ * followed); a missing one is fine. Returns 0 or -1. */
+int hls_remove_tree(const char *path);
+
+/* When root (a worker run by hand or by the tests), gives the tree at path
+ * the owner of the recording's folder, so that vtp-api (that owner) can read it. */
+void hls_own_tree(const char *path, const char *folder);
 
 #endif

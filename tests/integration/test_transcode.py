@@ -73,8 +73,11 @@ def transcode(stack, db, token, path, content_type, **env):
     probe = only_job(db, rid, "probe")
     run_worker(stack, "--once", "--queues", "light")
     assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
-    job = only_job(db, rid, "transcode")
     env = {"VTP_HLS_SEGMENT_S": str(SEG_S), **env}
+    playable = only_job(db, rid, "playable")  # the quick rendition first (sql/008_playable.sql)
+    run_worker(stack, "--once", "--queues", "light", **env)
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    job = only_job(db, rid, "transcode")
     for _ in range(3):
         run_worker(stack, "--once", "--queues", "heavy", **env)
         row = job_row(db, job)
@@ -138,7 +141,8 @@ def test_h264_source_makes_aligned_ladder(stack, db, owner, sources):
     rid, row = transcode(stack, db, owner[1], *sources["h264"])
     assert row["state"] == "succeeded", row
     hls = Path(stack.storage_path) / rid / "hls"
-    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8"], list(hls.iterdir())
+    # The quick rendition the recording played from stays for players that chose it, out of the master.
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8", "quick"], list(hls.iterdir())
     assert not [p for p in (Path(stack.storage_path) / rid).iterdir() if p.name.startswith("hls-tmp")]
     lines = master_lines(hls)
     assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"], lines
