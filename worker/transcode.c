@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,17 +32,33 @@
 #define SOURCE_FORMATS "mov,matroska,mpegts,mp3,ogg,wav,aac,flac,flv"
 #define AUDIO_RATE 48000
 #define AUDIO_BPS 128000
+/* Pictures waiting for a rung's thread: enough to ride out an encoder's
+ * uneven pace, few enough to bound memory (1080p: 3 MB each). */
+#define RUNG_QUEUE 4
 
+/* One rung of the ladder. With an encoder it has a thread of its own that
+ * scales each picture from the rung above (or the source), encodes it, and
+ * hands its picture on to the rung below: the decoder, the scalers and the
+ * encoders of all rungs overlap. */
 struct rung {
 	struct hls_profile pr;
 	int width, height;
 	struct SwsContext *sws;
-	AVFrame *frame; /* this rung's picture of the current source frame; the next rung scales from it */
 	AVCodecContext *enc;
 	AVFormatContext *mux;
 	AVStream *vst, *ast;
 	char codecs[64];
 	bool header_written;
+	/* the thread's queue of pictures (owned refs), under lock */
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	AVFrame *queue[RUNG_QUEUE];
+	int q_head, q_len;
+	bool q_end;    /* no more pictures: flush the encoder, pass the end on */
+	AVPacket *pkt; /* the thread's own */
+	int err;       /* the thread's first error (AVERROR), read after join */
 };
 
 struct transcode {
@@ -67,6 +84,8 @@ struct transcode {
 	 * when they can be, published as soon as its first segment is. */
 	const char *quick_dir, *hls_dir;
 	bool copy_video, copy_audio, published;
+	pthread_mutex_t mux_lock; /* every write into a rung's muxer: video from its thread, audio from the main one */
+	volatile bool abort;	  /* set under each rung's lock: the threads drop what they have and end */
 };
 
 /* RFC 6381 name of an H.264 stream ("avc1.64001f") from the first SPS in Annex B or avcC data. */
@@ -301,7 +320,17 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 
 /* Writes a packet of enc (a rung's video encoder, or the shared audio
  * encoder when r is NULL: then to every rung) into the rung's HLS writer. */
+static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pkt);
+
 static int write_packet(struct transcode *t, struct rung *r, AVPacket *pkt)
+{
+	pthread_mutex_lock(&t->mux_lock);
+	int err = write_packet_locked(t, r, pkt);
+	pthread_mutex_unlock(&t->mux_lock);
+	return err;
+}
+
+static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pkt)
 {
 	int err = 0;
 	if (!r) {
@@ -384,14 +413,158 @@ static int quick_check(struct transcode *t)
 /* Sends frame (NULL: flush) to enc and writes what comes out. */
 static int encode(struct transcode *t, AVCodecContext *enc, struct rung *r, AVFrame *frame)
 {
+	AVPacket *pkt = r && r->pkt ? r->pkt : t->pkt;
 	int err = avcodec_send_frame(enc, frame);
 	while (err >= 0) {
-		err = avcodec_receive_packet(enc, t->pkt);
+		err = avcodec_receive_packet(enc, pkt);
 		if (err == AVERROR(EAGAIN) || err == AVERROR_EOF)
 			return 0;
 		if (err >= 0)
-			err = write_packet(t, r, t->pkt);
-		av_packet_unref(t->pkt);
+			err = write_packet(t, r, pkt);
+		av_packet_unref(pkt);
+	}
+	return err;
+}
+
+/* Hands a picture (an owned ref; NULL: the end) to rung r's thread, waiting
+ * while its queue is full. On abort the picture is dropped. */
+static void rung_push(struct transcode *t, struct rung *r, AVFrame *f)
+{
+	pthread_mutex_lock(&r->lock);
+	while (f && r->q_len == RUNG_QUEUE && !t->abort)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (!f)
+		r->q_end = true;
+	else if (t->abort)
+		av_frame_free(&f);
+	else
+		r->queue[(r->q_head + r->q_len++) % RUNG_QUEUE] = f;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The next picture for rung r's thread (caller frees), or NULL at the end or on abort. */
+static AVFrame *rung_pop(struct transcode *t, struct rung *r)
+{
+	AVFrame *f = NULL;
+	pthread_mutex_lock(&r->lock);
+	while (r->q_len == 0 && !r->q_end && !t->abort)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (r->q_len > 0 && !t->abort) {
+		f = r->queue[r->q_head];
+		r->q_head = (r->q_head + 1) % RUNG_QUEUE;
+		r->q_len--;
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return f;
+}
+
+/* Scales from (a picture of the rung above, or the source) into a new
+ * picture of rung r (caller frees), with from's timestamp and picture type. */
+static AVFrame *rung_scale(struct rung *r, const AVFrame *from)
+{
+	AVFrame *out = av_frame_alloc();
+	r->sws = sws_getCachedContext(r->sws, from->width, from->height, from->format, r->width, r->height,
+				      AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
+	if (!out || !r->sws)
+		goto fail;
+	out->width = r->width;
+	out->height = r->height;
+	out->format = AV_PIX_FMT_YUV420P;
+	if (av_frame_get_buffer(out, 0) < 0)
+		goto fail;
+	sws_scale(r->sws, (const uint8_t *const *)from->data, from->linesize, 0, from->height, out->data, out->linesize);
+	out->pts = from->pts;
+	out->pict_type = from->pict_type;
+	return out;
+fail:
+	av_frame_free(&out);
+	return NULL;
+}
+
+struct rung_arg {
+	struct transcode *t;
+	int i;
+};
+/* One job per process (the worker forks each): one set of arguments. */
+static struct rung_arg rung_args[HLS_MAX_RUNGS];
+
+/* A rung's thread: scale, encode, pass the picture down; at the end flush
+ * the encoder and pass the end down. */
+static void *rung_main(void *arg)
+{
+	struct transcode *t = ((struct rung_arg *)arg)->t;
+	int i = ((struct rung_arg *)arg)->i;
+	struct rung *r = &t->rungs[i], *next = i + 1 < t->n ? &t->rungs[i + 1] : NULL;
+	AVFrame *f;
+	while ((f = rung_pop(t, r)) != NULL) {
+		AVFrame *out = r->err < 0 ? NULL : rung_scale(r, f);
+		av_frame_free(&f);
+		if (!out && r->err >= 0)
+			r->err = AVERROR(ENOMEM);
+		if (out && (r->err = encode(t, r->enc, r, out)) >= 0 && next)
+			rung_push(t, next, out); /* the rung below scales from this one */
+		else
+			av_frame_free(&out);
+	}
+	if (r->err >= 0 && !t->abort)
+		r->err = encode(t, r->enc, r, NULL);
+	if (next)
+		rung_push(t, next, NULL);
+	return NULL;
+}
+
+/* Starts the threads of the rungs that encode. Returns 0 or an AVERROR. */
+static int rungs_start(struct transcode *t)
+{
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		if (!r->enc)
+			continue;
+		if (!(r->pkt = av_packet_alloc()))
+			return AVERROR(ENOMEM);
+		pthread_mutex_init(&r->lock, NULL);
+		pthread_cond_init(&r->cond, NULL);
+		rung_args[i] = (struct rung_arg){t, i};
+		if (pthread_create(&r->thread, NULL, rung_main, &rung_args[i]) != 0)
+			return AVERROR(EAGAIN);
+		r->thread_started = true;
+	}
+	return 0;
+}
+
+/* Ends the rungs' threads (abort: at once, dropping what is queued; else
+ * after they have encoded everything) and returns the first error, or 0. */
+static int rungs_stop(struct transcode *t, bool abort)
+{
+	int err = 0;
+	if (abort) {
+		t->abort = true;
+		for (int i = 0; i < t->n; i++)
+			if (t->rungs[i].thread_started) {
+				pthread_mutex_lock(&t->rungs[i].lock);
+				pthread_cond_broadcast(&t->rungs[i].cond);
+				pthread_mutex_unlock(&t->rungs[i].lock);
+			}
+	} else if (t->n > 0 && t->rungs[0].thread_started) {
+		rung_push(t, &t->rungs[0], NULL);
+	}
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		if (!r->thread_started)
+			continue;
+		pthread_join(r->thread, NULL);
+		r->thread_started = false;
+		while (r->q_len > 0) {
+			av_frame_free(&r->queue[r->q_head]);
+			r->q_head = (r->q_head + 1) % RUNG_QUEUE;
+			r->q_len--;
+		}
+		pthread_mutex_destroy(&r->lock);
+		pthread_cond_destroy(&r->cond);
+		if (err >= 0 && r->err < 0)
+			err = r->err;
 	}
 	return err;
 }
@@ -415,26 +588,15 @@ static int video_frame(struct transcode *t, AVFrame *src)
 		idr = true;
 		t->next_boundary = (int64_t)floor(at / t->seg_s) + 1;
 	}
-	const AVFrame *from = src;
-	for (int i = 0; i < t->n; i++) {
-		struct rung *r = &t->rungs[i];
-		int err;
-		r->sws = sws_getCachedContext(r->sws, from->width, from->height, from->format, r->width, r->height,
-					      AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
-		av_frame_unref(r->frame);
-		r->frame->width = r->width;
-		r->frame->height = r->height;
-		r->frame->format = AV_PIX_FMT_YUV420P;
-		if (!r->sws || (err = av_frame_get_buffer(r->frame, 0)) < 0)
-			return AVERROR(ENOMEM);
-		sws_scale(r->sws, (const uint8_t *const *)from->data, from->linesize, 0, from->height, r->frame->data,
-			  r->frame->linesize);
-		r->frame->pts = pts;
-		r->frame->pict_type = idr ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
-		if ((err = encode(t, r->enc, r, r->frame)) < 0)
-			return err;
-		from = r->frame;
-	}
+	for (int i = 0; i < t->n; i++)
+		if (t->rungs[i].err < 0)
+			return t->rungs[i].err; /* a rung's thread failed: stop reading */
+	AVFrame *f = av_frame_clone(src);
+	if (!f)
+		return AVERROR(ENOMEM);
+	f->pts = pts;
+	f->pict_type = idr ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+	rung_push(t, &t->rungs[0], f);
 	return 0;
 }
 
@@ -671,6 +833,7 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 	job_progress(job, 0);
 	av_log_set_level(AV_LOG_ERROR);
 	t.audio_next_pts = AV_NOPTS_VALUE;
+	pthread_mutex_init(&t.mux_lock, NULL);
 	t.last_vpts = AV_NOPTS_VALUE;
 	t.seg_s = (double)job->cfg->hls_segment_s;
 	if (json_object_object_get_ex(job->payload, "segment_type", &v) && json_object_is_type(v, json_type_string))
@@ -735,13 +898,17 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 		if (bad)
 			job_error(job, "cannot create the output folder: %s", strerror(errno));
 		if (!bad && t.vi >= 0 && !t.copy_video &&
-		    (!(r->frame = av_frame_alloc()) || open_video_encoder(&t, r, fmp4 || mp4_path) < 0))
+		    open_video_encoder(&t, r, fmp4 || mp4_path) < 0)
 			bad = 1;
 		if (!bad && open_muxer(&t, r, dir, fmp4) < 0)
 			bad = 1;
 		free(dir);
 		if (bad)
 			goto out;
+	}
+	if ((err = rungs_start(&t)) < 0) {
+		job_error(job, "cannot start the encoders' threads: %s", av_err2str(err));
+		goto out;
 	}
 
 	while ((err = av_read_frame(t.in, t.pkt)) >= 0) {
@@ -780,9 +947,8 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 	}
 	if (t.vdec && (err = decode(&t, t.vdec, true, NULL)) < 0)
 		goto fail;
-	for (int i = 0; t.vdec && i < t.n; i++)
-		if (t.rungs[i].enc && (err = encode(&t, t.rungs[i].enc, &t.rungs[i], NULL)) < 0)
-			goto fail;
+	if ((err = rungs_stop(&t, false)) < 0)
+		goto fail;
 	if (t.adec) {
 		if ((err = decode(&t, t.adec, false, NULL)) < 0 || (err = audio_frame(&t, NULL)) < 0 ||
 		    (err = audio_drain(&t, true)) < 0 || (err = encode(&t, t.aenc, NULL, NULL)) < 0)
@@ -842,8 +1008,10 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 fail:
 	job_error(job, "%s cannot be transcoded: %s", source, av_err2str(err));
 out:
+	rungs_stop(&t, true); /* the threads that are still running (an error, a stop) */
 	for (int i = 0; i < t.n; i++) {
 		struct rung *r = &t.rungs[i];
+		av_packet_free(&r->pkt);
 		if (r->mux) {
 			if (r->header_written)
 				av_write_trailer(r->mux);
@@ -852,7 +1020,6 @@ out:
 			avformat_free_context(r->mux);
 		}
 		avcodec_free_context(&r->enc);
-		av_frame_free(&r->frame);
 		sws_freeContext(r->sws);
 	}
 	if (tmp && ret != 0)
@@ -870,6 +1037,7 @@ out:
 	free(folder);
 	free(tmp);
 	free(final);
+	pthread_mutex_destroy(&t.mux_lock);
 	return ret;
 }
 
