@@ -21,10 +21,18 @@ int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char 
 			snprintf(why, why_len, "more than %d profiles", max);
 			return -1;
 		}
+		int major = 0, minor = 0, more = 0;
 		if (sscanf(p, "%15[A-Za-z0-9_-]:%dx%d:%d:%d:%d%n", pr.name, &pr.width, &pr.height, &pr.kbps,
 			   &pr.max_kbps, &pr.buf_kbps, &used) != 6 ||
-		    (p[used] != ',' && p[used] != '\0')) {
-			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps", n + 1);
+		    (p[used] == ':' && (sscanf(p + used, ":%1d.%1d%n", &major, &minor, &more) != 2 || more != 4)) ||
+		    (p[used + more] != ',' && p[used + more] != '\0')) {
+			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps[:level]", n + 1);
+			return -1;
+		}
+		used += more;
+		pr.level = major * 10 + minor;
+		if (more && (pr.level < 10 || pr.level > 62)) {
+			snprintf(why, why_len, "profile %s has an H.264 level out of 1.0 to 6.2", pr.name);
 			return -1;
 		}
 		if (pr.width < 16 || pr.height < 16 || pr.width > 7680 || pr.height > 4320 || pr.kbps < 16 ||

@@ -8,14 +8,16 @@
 #define HLS_MAX_RUNGS 8
 
 /* One rung of the ladder as configured: "720p:1280x720:2800:2996:4200" is
- * name, the box it fits in, and target, peak and buffer bit rates (kb/s). */
+ * name, the box it fits in, and target, peak and buffer bit rates (kb/s);
+ * an optional sixth field is the H.264 level ("720p:...:4200:3.1"). */
 struct hls_profile {
 	char name[16];
 	int width, height;
 	int kbps, max_kbps, buf_kbps;
+	int level; /* H.264 level_idc (31 for 3.1); 0: the encoder chooses */
 };
 
-/* Parses a comma-separated list of profiles; returns how many (1..max), or
+/* Parses a comma-separated list of profiles (levels 1.0 to 6.2); returns how many (1..max), or
  * -1 with a reason in why. */
 int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len);
 

@@ -200,6 +200,8 @@ static int open_video_encoder(struct transcode *t, struct rung *r, bool global_h
 	 * rung has the same IDR frames: no scene-cut or periodic IDR. */
 	e->gop_size = 100000;
 	e->max_b_frames = 3;
+	if (r->pr.level > 0)
+		e->level = r->pr.level; /* the profile's: a player's decoder limit, not the encoder's guess */
 	if (global_header)
 		e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
 	av_opt_set(e->priv_data, "preset", "veryfast", 0);
