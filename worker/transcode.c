@@ -51,7 +51,7 @@ struct rung {
 	bool header_written;
 	/* the thread's queue of pictures (owned refs), under lock */
 	pthread_t thread;
-	bool thread_started;
+	bool synced, thread_started; /* lock and cond made; thread running */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	AVFrame *queue[RUNG_QUEUE];
@@ -520,6 +520,7 @@ static void *rung_main(void *arg)
 /* Starts the threads of the rungs that encode. Returns 0 or an AVERROR. */
 static int rungs_start(struct transcode *t)
 {
+	/* Every queue first: a thread hands pictures to the next rung's. */
 	for (int i = 0; i < t->n; i++) {
 		struct rung *r = &t->rungs[i];
 		if (!r->enc)
@@ -528,6 +529,12 @@ static int rungs_start(struct transcode *t)
 			return AVERROR(ENOMEM);
 		pthread_mutex_init(&r->lock, NULL);
 		pthread_cond_init(&r->cond, NULL);
+		r->synced = true;
+	}
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		if (!r->enc)
+			continue;
 		rung_args[i] = (struct rung_arg){t, i};
 		if (pthread_create(&r->thread, NULL, rung_main, &rung_args[i]) != 0)
 			return AVERROR(EAGAIN);
@@ -544,7 +551,7 @@ static int rungs_stop(struct transcode *t, bool abort)
 	if (abort) {
 		t->abort = true;
 		for (int i = 0; i < t->n; i++)
-			if (t->rungs[i].thread_started) {
+			if (t->rungs[i].synced) {
 				pthread_mutex_lock(&t->rungs[i].lock);
 				pthread_cond_broadcast(&t->rungs[i].cond);
 				pthread_mutex_unlock(&t->rungs[i].lock);
@@ -554,10 +561,11 @@ static int rungs_stop(struct transcode *t, bool abort)
 	}
 	for (int i = 0; i < t->n; i++) {
 		struct rung *r = &t->rungs[i];
-		if (!r->thread_started)
+		if (!r->synced)
 			continue;
-		pthread_join(r->thread, NULL);
-		r->thread_started = false;
+		if (r->thread_started)
+			pthread_join(r->thread, NULL);
+		r->thread_started = r->synced = false;
 		while (r->q_len > 0) {
 			av_frame_free(&r->queue[r->q_head]);
 			r->q_head = (r->q_head + 1) % RUNG_QUEUE;
