@@ -19,7 +19,7 @@ import pytest
 from helpers import API, Client, assert_json, make_token, unique
 from test_import import upload
 from test_probe import job_row, only_job, run_worker
-from test_transcode import FFPROBE, H264, LADDER, SEG_S, hls_check, make, variants
+from test_transcode import FFPROBE, H264, LADDER, ROOT, SEG_S, hls_check, make, variants
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,7 @@ def test_h264_source_is_remuxed_and_playable_before_the_ladder(stack, db, owner,
     url = f"{stack.frontends['nginx']}{rec['stream_url']}?share={share['token']}"
     streams = ffprobe_url(url)
     assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"], streams
+    assert play(stack, owner[1], rid, 2.0)["levels"] == ["Auto", "360p"]
 
     # Then the ladder: its rungs replace the quick rendition in the master (which stays on disk for players
     # that chose it, linked, not copied).
@@ -107,6 +108,8 @@ def test_h264_source_is_remuxed_and_playable_before_the_ladder(stack, db, owner,
     rec = assert_json(Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}"), 200)
     assert [(r["name"], r["status"]) for r in rec["renditions"]] == [("360p", "ready")], rec
     assert rec["status"] == "ready" or ("thumbnail", "queued") in queued_kinds(db, rid), rec
+    played = play(stack, owner[1], rid, 2.0)
+    assert not [u for u in played["requests"] if u.startswith("quick/")], played
 
     # A re-run of the ladder (POST .../transcode) no longer carries the quick rendition: no player is sent to it.
     with db.cursor() as cur:
@@ -118,6 +121,16 @@ def test_h264_source_is_remuxed_and_playable_before_the_ladder(stack, db, owner,
     assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8"], list(hls.iterdir())
 
 
+def play(stack, token, rid, seconds):
+    """The player page (Debian's chromium, hls.js) plays the recording's stream to seconds (tests/browser/quick.mjs)."""
+    assert (ROOT / "node_modules" / "playwright-core").is_dir(), "node_modules/playwright-core missing (npm ci)"
+    proc = subprocess.run(["node", str(ROOT / "tests/browser/quick.mjs"), stack.frontends["nginx"], token,
+                           str(ROOT / "build/browser-artifacts/quick"), rid, str(seconds)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+
+
 def child_pids(pid):
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
@@ -125,8 +138,8 @@ def child_pids(pid):
 
 @pytest.fixture(scope="module")
 def vp8_source(tmp_path_factory):
-    """60 s of VP8/Opus at 640x360: long enough for its playable job to be caught while it runs."""
-    return make(tmp_path_factory.mktemp("playable-media") / "c.webm", "640x360", seconds=60,
+    """60 s of VP8/Opus at 320x180 (cheap to make): long enough for its playable job to be caught while it runs."""
+    return make(tmp_path_factory.mktemp("playable-media") / "c.webm", "320x180", seconds=60,
                 args=["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus"])
 
 
@@ -164,7 +177,7 @@ def test_vp8_source_is_published_while_its_rendition_grows(stack, db, owner, vp8
         row = job_row(db, playable)
         assert row["state"] == "running", row
         assert [(r["name"], r["width"], r["height"], r["status"]) for r in renditions] == [
-            ("quick", 640, 360, "processing")], renditions
+            ("quick", 320, 180, "processing")], renditions
         assert ("transcode", "queued") not in queued_kinds(db, rid)  # the ladder comes after
 
         text = master_text(stack, owner[1], rid)
@@ -182,6 +195,8 @@ def test_vp8_source_is_published_while_its_rendition_grows(stack, db, owner, vp8
         url = f"{stack.frontends['nginx']}{API}/recordings/{rid}/stream/playlist.m3u8?share={share['token']}"
         streams = ffprobe_url(url)
         assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"], streams
+        # And hls.js plays it in the browser, through the API's own URLs.
+        play(stack, owner[1], rid, 1.0)
     finally:
         for pid in paused:
             os.kill(pid, signal.SIGCONT)
