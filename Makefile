@@ -159,6 +159,7 @@ bench: all
 	$(PYTHON) bench/ingest_bench.py
 	$(PYTHON) bench/analytics_bench.py
 	$(PYTHON) bench/transcode_bench.py
+	$(PYTHON) bench/playable_bench.py
 	$(PYTHON) bench/thumbnail_bench.py
 
 lint-openapi:
