@@ -34,7 +34,7 @@
 #define AUDIO_BPS 128000
 /* Pictures waiting for a rung's thread: enough to ride out an encoder's
  * uneven pace, few enough to bound memory (1080p: 3 MB each). */
-#define RUNG_QUEUE 4
+#define RUNG_QUEUE 2
 
 /* One rung of the ladder. With an encoder it has a thread of its own that
  * scales each picture from the rung above (or the source), encodes it, and
@@ -466,6 +466,10 @@ static AVFrame *rung_pop(struct transcode *t, struct rung *r)
  * picture of rung r (caller frees), with from's timestamp and picture type. */
 static AVFrame *rung_scale(struct rung *r, const AVFrame *from)
 {
+	/* A rung at the size of the picture above (the source's own, for the
+	 * top rung) encodes that picture: no copy. */
+	if (from->width == r->width && from->height == r->height && from->format == AV_PIX_FMT_YUV420P)
+		return av_frame_clone(from);
 	AVFrame *out = av_frame_alloc();
 	r->sws = sws_getCachedContext(r->sws, from->width, from->height, from->format, r->width, r->height,
 				      AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
