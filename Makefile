@@ -161,6 +161,7 @@ bench: all $(BUILD)/bench/min_responder
 	$(PYTHON) bench/ingest_bench.py
 	$(PYTHON) bench/analytics_bench.py
 	$(PYTHON) bench/transcode_bench.py
+	$(PYTHON) bench/playable_bench.py
 	$(PYTHON) bench/thumbnail_bench.py
 	$(PYTHON) bench/record_bench.py
 	$(PYTHON) bench/api_bench.py --rss

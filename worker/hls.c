@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len)
 {
@@ -21,10 +23,18 @@ int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char 
 			snprintf(why, why_len, "more than %d profiles", max);
 			return -1;
 		}
+		int major = 0, minor = 0, more = 0;
 		if (sscanf(p, "%15[A-Za-z0-9_-]:%dx%d:%d:%d:%d%n", pr.name, &pr.width, &pr.height, &pr.kbps,
 			   &pr.max_kbps, &pr.buf_kbps, &used) != 6 ||
-		    (p[used] != ',' && p[used] != '\0')) {
-			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps", n + 1);
+		    (p[used] == ':' && (sscanf(p + used, ":%1d.%1d%n", &major, &minor, &more) != 2 || more != 4)) ||
+		    (p[used + more] != ',' && p[used + more] != '\0')) {
+			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps[:level]", n + 1);
+			return -1;
+		}
+		used += more;
+		pr.level = major * 10 + minor;
+		if (more && (pr.level < 10 || pr.level > 62)) {
+			snprintf(why, why_len, "profile %s has an H.264 level out of 1.0 to 6.2", pr.name);
 			return -1;
 		}
 		if (pr.width < 16 || pr.height < 16 || pr.width > 7680 || pr.height > 4320 || pr.kbps < 16 ||
@@ -131,7 +141,7 @@ int hls_write_master(const char *path, struct hls_variant *v, int n)
 	return 0;
 }
 
-json_object *hls_renditions_json(const struct hls_variant *v, int n)
+json_object *hls_renditions_json(const struct hls_variant *v, int n, const char *status)
 {
 	json_object *a = json_object_new_array();
 	for (int i = 0; i < n; i++) {
@@ -143,7 +153,7 @@ json_object *hls_renditions_json(const struct hls_variant *v, int n)
 		json_object_object_add(o, "average_bandwidth", json_object_new_int64(v[i].avg_bps));
 		json_object_object_add(o, "codecs", json_object_new_string(v[i].codecs));
 		json_object_object_add(o, "size_bytes", json_object_new_int64(v[i].size_bytes));
-		json_object_object_add(o, "status", json_object_new_string("ready"));
+		json_object_object_add(o, "status", json_object_new_string(status));
 		json_object_array_add(a, o);
 	}
 	return a;
@@ -174,4 +184,36 @@ void hls_watch_writes(struct AVFormatContext *mux)
 int hls_write_error(void)
 {
 	return first_write_error;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+int hls_remove_tree(const char *path)
+{
+	if (access(path, F_OK) != 0)
+		return 0;
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static uid_t owner_uid;
+static gid_t owner_gid;
+
+static int own_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return lchown(path, owner_uid, owner_gid);
+}
+
+void hls_own_tree(const char *path, const char *folder)
+{
+	struct stat st;
+	if (geteuid() != 0 || stat(folder, &st) < 0)
+		return;
+	owner_uid = st.st_uid;
+	owner_gid = st.st_gid;
+	nftw(path, own_entry, 16, FTW_PHYS);
 }

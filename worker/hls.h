@@ -8,14 +8,16 @@
 #define HLS_MAX_RUNGS 8
 
 /* One rung of the ladder as configured: "720p:1280x720:2800:2996:4200" is
- * name, the box it fits in, and target, peak and buffer bit rates (kb/s). */
+ * name, the box it fits in, and target, peak and buffer bit rates (kb/s);
+ * an optional sixth field is the H.264 level ("720p:...:4200:3.1"). */
 struct hls_profile {
 	char name[16];
 	int width, height;
 	int kbps, max_kbps, buf_kbps;
+	int level; /* H.264 level_idc (31 for 3.1); 0: the encoder chooses */
 };
 
-/* Parses a comma-separated list of profiles; returns how many (1..max), or
+/* Parses a comma-separated list of profiles (levels 1.0 to 6.2); returns how many (1..max), or
  * -1 with a reason in why. */
 int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len);
 
@@ -49,7 +51,16 @@ void hls_watch_writes(struct AVFormatContext *mux);
 /* The first write error noted since the process started (an AVERROR code), or 0. */
 int hls_write_error(void);
 
-/* The recording's renditions array (docs/openapi.yaml, Rendition). */
-json_object *hls_renditions_json(const struct hls_variant *v, int n);
+/* The recording's renditions array (docs/openapi.yaml, Rendition), each
+ * with status ("ready", or "processing" while it grows). Caller frees. */
+json_object *hls_renditions_json(const struct hls_variant *v, int n, const char *status);
+
+/* Removes a folder and what is in it (symbolic links removed, not
+ * followed); a missing one is fine. Returns 0 or -1. */
+int hls_remove_tree(const char *path);
+
+/* When root (a worker run by hand or by the tests), gives the tree at path
+ * the owner of the recording's folder, so that vtp-api (that owner) can read it. */
+void hls_own_tree(const char *path, const char *folder);
 
 #endif

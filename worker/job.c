@@ -92,6 +92,12 @@ void job_result_none(struct job *job, const char *key)
 	job_result(job, result);
 }
 
+void job_publish(struct job *job, json_object *result)
+{
+	report(job, 'U', json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(result);
+}
+
 void job_error(struct job *job, const char *fmt, ...)
 {
 	char text[1024];

@@ -51,6 +51,11 @@ void job_progress(struct job *job, double fraction);
 void job_result(struct job *job, json_object *result);
 /* Hands over {key: null}: the job had nothing to make (an audio-only source has no pictures). */
 void job_result_none(struct job *job, const char *key);
+/* Publishes an intermediate result while the job goes on: the supervisor
+ * runs the kind's publish_sql with it at once, fenced by the lease (a worker
+ * that lost its lease publishes nothing). The final job_result() still
+ * follows. Takes ownership of result. */
+void job_publish(struct job *job, json_object *result);
 /* Sets the job's readable error (its last_error); printf-style. */
 void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

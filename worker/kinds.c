@@ -28,6 +28,13 @@
 	"UPDATE recordings SET renditions = $2::jsonb -> 'renditions', hls_segment_type = $2::jsonb ->> 'segment_type',"\
 	" updated_at = clock_timestamp() WHERE id = $1"
 
+/* $1 recording id, $2 {"renditions": [the quick one], "segment_type"} (also while the job runs: job_publish);
+ * never over a published ladder, and no "renditions" (run after the ladder) changes nothing. */
+#define PLAYABLE_PUBLISH_SQL                                                                                   \
+	"UPDATE recordings SET renditions = $2::jsonb -> 'renditions', hls_segment_type = $2::jsonb ->> 'segment_type',"\
+	" updated_at = clock_timestamp() WHERE id = $1 AND $2::jsonb ? 'renditions' AND (renditions IS NULL OR"  \
+	" NOT EXISTS (SELECT 1 FROM jsonb_array_elements(renditions) e WHERE e ->> 'name' <> 'quick'))"
+
 /* $1 recording id, $2 the recorder's result: {"source_file", "size_bytes", "duration_s", "parts", "note"};
  * no source_file: no media was received, and the recording fails. */
 #define RECORD_PUBLISH_SQL                                                                                     \
@@ -51,6 +58,8 @@ static const struct job_kind kinds[] = {
 	/* a recording ends by stop, record_max_s or record_inactivity_s; the grace lets it finish and join its parts */
 	{ "record", record_run, RECORD_PUBLISH_SQL, 604800, false, 30 },
 	/* 5 s of grace: a stopped transcode removes its temporary folder. */
+	/* 5 s of grace: a stopped playable job removes what it wrote. */
+	{ "playable", playable_run, PLAYABLE_PUBLISH_SQL, 6 * 3600, false, 5 },
 	{ "transcode", transcode_run, TRANSCODE_PUBLISH_SQL, 6 * 3600, false, 5 },
 	{ "mp4",    mp4_run,    NULL,               6 * 3600,  false, 5 },
 };

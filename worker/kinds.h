@@ -13,6 +13,17 @@ int storyboard_run(struct job *job); /* storyboard.c: sprite, WebVTT track and J
 int transcode_run(struct job *job);  /* transcode.c: the adaptive HLS ladder */
 /* transcode.c: the ladder's largest rung into one faststart MP4 at out_path (for mp4.c) */
 int transcode_to_mp4(struct job *job, const char *out_path);
+/* transcode.c: the playable job's quick rendition into quick_dir (in place, under hls_dir), published
+ * through playable_publish() as it grows. */
+int transcode_quick(struct job *job, const char *hls_dir, const char *quick_dir);
+int playable_run(struct job *job); /* playable.c: the first playable rendition, published segment by segment */
+/* playable.c: the quick rendition's folder name under hls/ */
+#define PLAYABLE_NAME "quick"
+struct hls_variant;
+/* playable.c: measures the quick rendition v (its name, sizes and codecs set), writes the master playlist
+ * for it into hls_dir by rename, and publishes the recording's renditions: job_publish() while it grows,
+ * job_result() when final. Returns 0, or -1 after job_error(). */
+int playable_publish(struct job *job, const char *hls_dir, struct hls_variant *v, bool final);
 int mp4_run(struct job *job); /* mp4.c: a faststart MP4 for downloads */
 int record_run(struct job *job);     /* record.c: captures a live source into Matroska parts, joins them on stop */
 /* thumbnail.c: poster candidate times for a source of duration d; returns how many. */

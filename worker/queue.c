@@ -259,6 +259,39 @@ enum queue_result queue_succeed(struct vtp_db *db, const struct claimed_job *job
 	return finish(db, job, worker, sql, 0, NULL, "succeeded", NULL, publish_and_continue, &p);
 }
 
+enum queue_result queue_publish(struct vtp_db *db, const struct claimed_job *job, const char *worker,
+				const char *publish_sql, const char *result)
+{
+	/* FOR UPDATE: the job cannot be finished or reaped by another worker
+	 * between the check and the publication. */
+	static const char sql[] = "SELECT 1 FROM jobs WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'"
+				  " FOR UPDATE";
+	struct fence f;
+	PGresult *row = NULL;
+	enum queue_result ret = QUEUE_DB_ERROR;
+	fence_init(&f, job);
+	const char *params[] = {f.id, f.attempt, worker};
+	const char *publish[] = {job->recording_id, result};
+	if (!publish_sql || !job->recording_id[0])
+		return QUEUE_DONE;
+	if (vtp_db_begin(db) != VTP_DB_OK)
+		return QUEUE_DB_ERROR;
+	if (tx_exec(db, sql, 3, params, &row) != QUEUE_DONE)
+		goto out;
+	if (PQntuples(row) == 0) {
+		ret = QUEUE_LEASE_LOST;
+		goto out;
+	}
+	if (tx_exec(db, publish_sql, 2, publish, NULL) != QUEUE_DONE || vtp_db_commit(db) != VTP_DB_OK)
+		goto out;
+	ret = QUEUE_DONE;
+out:
+	if (ret != QUEUE_DONE)
+		vtp_db_rollback(db);
+	PQclear(row);
+	return ret;
+}
+
 static enum queue_result fail_recording(struct vtp_db *db, const struct claimed_job *job, PGresult *row, const void *arg)
 {
 	bool *failed = (bool *)arg;

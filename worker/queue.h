@@ -66,6 +66,12 @@ enum queue_result queue_heartbeat(struct vtp_db *db, const struct claimed_job *j
 enum queue_result queue_succeed(struct vtp_db *db, const struct claimed_job *job, const char *worker,
 				const char *publish_sql, const char *result);
 
+/* Runs publish_sql ($1 recording, $2 an intermediate result JSON) for a job
+ * that is still running, in one transaction with a check that this worker
+ * still holds the attempt's lease (QUEUE_LEASE_LOST: nothing published). */
+enum queue_result queue_publish(struct vtp_db *db, const struct claimed_job *job, const char *worker,
+				const char *publish_sql, const char *result);
+
 /* Records a failed attempt: queued again after a backoff of retry_base_ms
  * doubled per attempt, or failed for good after max_attempts (or at once
  * when !retryable), which fails a pipeline's recording too. *failed tells

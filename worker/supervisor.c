@@ -53,6 +53,7 @@ struct slot {
 	struct vtp_buf report; /* bytes of a line not yet complete */
 	double progress;
 	char *result;
+	char *partial; /* an intermediate result (job_publish) not yet published */
 	char *error;
 	double started, deadline, kill_at;
 	enum stop_reason stop;
@@ -192,6 +193,7 @@ static void slot_release(struct slot *slot)
 	claimed_job_clear(&slot->job);
 	vtp_buf_free(&slot->report);
 	free(slot->result);
+	free(slot->partial);
 	free(slot->error);
 	free(slot->outcome_error);
 	if (slot->queue)
@@ -214,6 +216,9 @@ static void parse_reports(struct slot *slot)
 			} else if (line[0] == 'R') {
 				free(slot->result);
 				slot->result = xstrdup(text);
+			} else if (line[0] == 'U') {
+				free(slot->partial);
+				slot->partial = xstrdup(text);
 			} else if (line[0] == 'E') {
 				free(slot->error);
 				slot->error = xstrdup(text);
@@ -559,9 +564,31 @@ static void reload_config(struct supervisor *s)
 	log_info("SIGHUP: configuration reloaded");
 }
 
+/* Publishes the intermediate results of running jobs (job_publish) as soon
+ * as they arrive; one the database refused is tried again next time. */
+static void publish_partials(struct supervisor *s)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *slot = &s->slots[i];
+		if (!slot->used || !slot->partial || slot->pid <= 0 || slot->stop != STOP_NONE)
+			continue;
+		enum queue_result r = queue_publish(&s->db, &slot->job, s->worker, slot->kind ? slot->kind->publish_sql : NULL,
+						    slot->partial);
+		if (r == QUEUE_DB_ERROR)
+			continue;
+		free(slot->partial);
+		slot->partial = NULL;
+		if (r == QUEUE_LEASE_LOST) {
+			log_warn("job %lld: lease lost (another worker took it over); stopping it", (long long)slot->job.id);
+			request_stop(slot, STOP_LEASE_LOST);
+		}
+	}
+}
+
 /* Timers: leases, the reaper, pruning, deadlines and kills. */
 static void run_timers(struct supervisor *s, double now)
 {
+	publish_partials(s);
 	if (now >= s->next_heartbeat) {
 		heartbeat_all(s);
 		s->next_heartbeat = now + (double)s->cfg->heartbeat_ms / 1000.0;

@@ -1,6 +1,7 @@
 /* transcode.c: the transcode job: decodes the source once, scales each rung of the ladder from the rung above,
  * encodes H.264 + AAC with IDR frames at every segment boundary, writes one HLS folder per rung and our own
- * master playlist into a temporary folder, and publishes it by rename. */
+ * master playlist into a temporary folder, and publishes it by rename; also the playable job's one quick
+ * rendition (a remux of H.264/AAC, else the lowest rung), written in place and published segment by segment. */
 #include "kinds.h"
 
 #include "hls.h"
@@ -16,10 +17,11 @@
 #include <libswresample/swresample.h>
 #include <libswscale/swscale.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,17 +32,33 @@
 #define SOURCE_FORMATS "mov,matroska,mpegts,mp3,ogg,wav,aac,flac,flv"
 #define AUDIO_RATE 48000
 #define AUDIO_BPS 128000
+/* Pictures waiting for a rung's thread: enough to ride out an encoder's
+ * uneven pace, few enough to bound memory (1080p: 3 MB each). */
+#define RUNG_QUEUE 2
 
+/* One rung of the ladder. With an encoder it has a thread of its own that
+ * scales each picture from the rung above (or the source), encodes it, and
+ * hands its picture on to the rung below: the decoder, the scalers and the
+ * encoders of all rungs overlap. */
 struct rung {
 	struct hls_profile pr;
 	int width, height;
 	struct SwsContext *sws;
-	AVFrame *frame; /* this rung's picture of the current source frame; the next rung scales from it */
 	AVCodecContext *enc;
 	AVFormatContext *mux;
 	AVStream *vst, *ast;
 	char codecs[64];
 	bool header_written;
+	/* the thread's queue of pictures (owned refs), under lock */
+	pthread_t thread;
+	bool synced, thread_started; /* lock and cond made; thread running */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	AVFrame *queue[RUNG_QUEUE];
+	int q_head, q_len;
+	bool q_end;    /* no more pictures: flush the encoder, pass the end on */
+	AVPacket *pkt; /* the thread's own */
+	int err;       /* the thread's first error (AVERROR), read after join */
 };
 
 struct transcode {
@@ -61,42 +79,14 @@ struct transcode {
 	AVFrame *frame;
 	AVPacket *pkt;
 	const char *mp4_path; /* set: one rung into this faststart MP4 file instead of HLS (the mp4 job) */
+	/* The playable job (playable.c): one rendition written in place into
+	 * quick_dir as an EVENT playlist, the source's H.264 and AAC copied
+	 * when they can be, published as soon as its first segment is. */
+	const char *quick_dir, *hls_dir;
+	bool copy_video, copy_audio, published;
+	pthread_mutex_t mux_lock; /* every write into a rung's muxer: video from its thread, audio from the main one */
+	volatile bool abort;	  /* set under each rung's lock: the threads drop what they have and end */
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
-}
-
-/* Removes a folder and what is in it (symbolic links removed, not followed); a missing one is fine. */
-static int remove_tree(const char *path)
-{
-	if (access(path, F_OK) != 0)
-		return 0;
-	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static uid_t owner_uid;
-static gid_t owner_gid;
-
-static int own_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return lchown(path, owner_uid, owner_gid);
-}
-
-/* When root (a worker run by hand or by the tests), gives the tree the owner
- * of the recording's folder, so that vtp-api (that owner) can read it. */
-static void own_tree(const char *path, const char *folder)
-{
-	struct stat st;
-	if (geteuid() != 0 || stat(folder, &st) < 0)
-		return;
-	owner_uid = st.st_uid;
-	owner_gid = st.st_gid;
-	nftw(path, own_entry, 16, FTW_PHYS);
-}
 
 /* RFC 6381 name of an H.264 stream ("avc1.64001f") from the first SPS in Annex B or avcC data. */
 static bool avc_codecs(const uint8_t *d, int size, char *out, size_t out_size)
@@ -210,6 +200,8 @@ static int open_video_encoder(struct transcode *t, struct rung *r, bool global_h
 	 * rung has the same IDR frames: no scene-cut or periodic IDR. */
 	e->gop_size = 100000;
 	e->max_b_frames = 3;
+	if (r->pr.level > 0)
+		e->level = r->pr.level; /* the profile's: a player's decoder limit, not the encoder's guess */
 	if (global_header)
 		e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
 	av_opt_set(e->priv_data, "preset", "veryfast", 0);
@@ -283,28 +275,42 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 	}
 	if (!t->mp4_path)
 		hls_watch_writes(r->mux);
-	if (r->enc) {
+	if (r->enc || t->copy_video) {
 		r->vst = avformat_new_stream(r->mux, NULL);
-		avcodec_parameters_from_context(r->vst->codecpar, r->enc);
-		r->vst->time_base = r->enc->time_base;
+		if (t->copy_video) {
+			avcodec_parameters_copy(r->vst->codecpar, t->in->streams[t->vi]->codecpar);
+			r->vst->codecpar->codec_tag = 0;
+			r->vst->time_base = t->in->streams[t->vi]->time_base;
+		} else {
+			avcodec_parameters_from_context(r->vst->codecpar, r->enc);
+			r->vst->time_base = r->enc->time_base;
+		}
 		r->vst->avg_frame_rate = t->frame_rate;
 	}
-	if (t->aenc) {
+	if (t->aenc || t->copy_audio) {
 		r->ast = avformat_new_stream(r->mux, NULL);
-		avcodec_parameters_from_context(r->ast->codecpar, t->aenc);
-		r->ast->time_base = t->aenc->time_base;
+		if (t->copy_audio) {
+			avcodec_parameters_copy(r->ast->codecpar, t->in->streams[t->ai]->codecpar);
+			r->ast->codecpar->codec_tag = 0;
+			r->ast->time_base = t->in->streams[t->ai]->time_base;
+		} else {
+			avcodec_parameters_from_context(r->ast->codecpar, t->aenc);
+			r->ast->time_base = t->aenc->time_base;
+		}
 	}
 	if (t->mp4_path)
 		av_dict_set(&opts, "movflags", "+faststart", 0);
 	else
 		av_dict_set_int(&opts, "hls_time", (int64_t)t->seg_s, 0);
 	if (!t->mp4_path) {
-		av_dict_set(&opts, "hls_playlist_type", "vod", 0);
+		/* The quick rendition's playlist grows while players read it:
+		 * EVENT, each version written aside and renamed into place. */
+		av_dict_set(&opts, "hls_playlist_type", t->quick_dir ? "event" : "vod", 0);
 		av_dict_set(&opts, "hls_list_size", "0", 0);
 		av_dict_set(&opts, "hls_segment_type", fmp4 ? "fmp4" : "mpegts", 0);
 		av_dict_set(&opts, "hls_segment_filename", segments, 0);
 		av_dict_set(&opts, "hls_fmp4_init_filename", "init.mp4", 0);
-		av_dict_set(&opts, "hls_flags", "independent_segments", 0);
+		av_dict_set(&opts, "hls_flags", t->quick_dir ? "independent_segments+temp_file" : "independent_segments", 0);
 	}
 	err = avformat_write_header(r->mux, &opts);
 	av_dict_free(&opts);
@@ -318,7 +324,17 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 
 /* Writes a packet of enc (a rung's video encoder, or the shared audio
  * encoder when r is NULL: then to every rung) into the rung's HLS writer. */
+static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pkt);
+
 static int write_packet(struct transcode *t, struct rung *r, AVPacket *pkt)
+{
+	pthread_mutex_lock(&t->mux_lock);
+	int err = write_packet_locked(t, r, pkt);
+	pthread_mutex_unlock(&t->mux_lock);
+	return err;
+}
+
+static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pkt)
 {
 	int err = 0;
 	if (!r) {
@@ -327,7 +343,8 @@ static int write_packet(struct transcode *t, struct rung *r, AVPacket *pkt)
 			if (!copy)
 				return AVERROR(ENOMEM);
 			copy->stream_index = t->rungs[i].ast->index;
-			av_packet_rescale_ts(copy, t->aenc->time_base, t->rungs[i].ast->time_base);
+			if (t->aenc)
+				av_packet_rescale_ts(copy, t->aenc->time_base, t->rungs[i].ast->time_base);
 			err = av_interleaved_write_frame(t->rungs[i].mux, copy);
 			av_packet_free(&copy);
 		}
@@ -336,21 +353,234 @@ static int write_packet(struct transcode *t, struct rung *r, AVPacket *pkt)
 	if (!r->codecs[0])
 		avc_codecs(pkt->data, pkt->size, r->codecs, sizeof r->codecs);
 	pkt->stream_index = r->vst->index;
-	av_packet_rescale_ts(pkt, r->enc->time_base, r->vst->time_base);
+	if (r->enc)
+		av_packet_rescale_ts(pkt, r->enc->time_base, r->vst->time_base);
 	return av_interleaved_write_frame(r->mux, pkt);
+}
+
+/* What the master playlist says about rung r, but for its measurements. */
+static void variant_of(const struct transcode *t, const struct rung *r, struct hls_variant *v)
+{
+	const char *audio = "mp4a.40.2";
+	memset(v, 0, sizeof *v);
+	snprintf(v->name, sizeof v->name, "%s", r->pr.name);
+	if (t->copy_audio) { /* the source's AAC as it is: HE-AAC (v2) have their own object types */
+		int profile = t->in->streams[t->ai]->codecpar->profile;
+		audio = profile == FF_PROFILE_AAC_HE ? "mp4a.40.5" : profile == FF_PROFILE_AAC_HE_V2 ? "mp4a.40.29" : audio;
+	}
+	bool has_audio = t->aenc || t->copy_audio;
+	v->width = t->vi >= 0 ? r->width : 0;
+	v->height = t->vi >= 0 ? r->height : 0;
+	v->frame_rate = t->vi >= 0 ? av_q2d(t->frame_rate) : 0;
+	snprintf(v->codecs, sizeof v->codecs, "%.40s%s%s", t->vi >= 0 ? (r->codecs[0] ? r->codecs : "avc1.640028") : "",
+		 t->vi >= 0 && has_audio ? "," : "", has_audio ? audio : "");
+}
+
+/* A source packet of a stream that the quick rendition copies: timestamps
+ * counted from the source's start, as the encoded streams' are. */
+static int copy_packet(struct transcode *t, AVPacket *pkt)
+{
+	AVStream *st = t->in->streams[pkt->stream_index];
+	int64_t start = av_rescale_q(t->start_us, AV_TIME_BASE_Q, st->time_base);
+	bool video = pkt->stream_index == t->vi;
+	if (pkt->pts != AV_NOPTS_VALUE)
+		pkt->pts -= start;
+	if (pkt->dts != AV_NOPTS_VALUE)
+		pkt->dts -= start;
+	if (video) {
+		if (pkt->pts != AV_NOPTS_VALUE)
+			t->last_vpts = pkt->pts;
+		return write_packet(t, &t->rungs[0], pkt);
+	}
+	if (t->audio_next_pts == AV_NOPTS_VALUE)
+		t->audio_next_pts = 0; /* marks that sound was found */
+	return write_packet(t, NULL, pkt);
+}
+
+/* Quick rendition: once its playlist exists (the muxer writes it after a
+ * segment is complete, by rename), publishes the master and the recording's
+ * renditions, so that playback can start while the rest is written. */
+static int quick_check(struct transcode *t)
+{
+	char path[4096];
+	if (!t->quick_dir || t->published)
+		return 0;
+	snprintf(path, sizeof path, "%s/index.m3u8", t->quick_dir);
+	if (access(path, F_OK) != 0)
+		return 0;
+	t->published = true;
+	struct hls_variant v;
+	variant_of(t, &t->rungs[0], &v);
+	return playable_publish(t->job, t->hls_dir, &v, false);
 }
 
 /* Sends frame (NULL: flush) to enc and writes what comes out. */
 static int encode(struct transcode *t, AVCodecContext *enc, struct rung *r, AVFrame *frame)
 {
+	AVPacket *pkt = r && r->pkt ? r->pkt : t->pkt;
 	int err = avcodec_send_frame(enc, frame);
 	while (err >= 0) {
-		err = avcodec_receive_packet(enc, t->pkt);
+		err = avcodec_receive_packet(enc, pkt);
 		if (err == AVERROR(EAGAIN) || err == AVERROR_EOF)
 			return 0;
 		if (err >= 0)
-			err = write_packet(t, r, t->pkt);
-		av_packet_unref(t->pkt);
+			err = write_packet(t, r, pkt);
+		av_packet_unref(pkt);
+	}
+	return err;
+}
+
+/* Hands a picture (an owned ref; NULL: the end) to rung r's thread, waiting
+ * while its queue is full. On abort the picture is dropped. */
+static void rung_push(struct transcode *t, struct rung *r, AVFrame *f)
+{
+	pthread_mutex_lock(&r->lock);
+	while (f && r->q_len == RUNG_QUEUE && !t->abort)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (!f)
+		r->q_end = true;
+	else if (t->abort)
+		av_frame_free(&f);
+	else
+		r->queue[(r->q_head + r->q_len++) % RUNG_QUEUE] = f;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* The next picture for rung r's thread (caller frees), or NULL at the end or on abort. */
+static AVFrame *rung_pop(struct transcode *t, struct rung *r)
+{
+	AVFrame *f = NULL;
+	pthread_mutex_lock(&r->lock);
+	while (r->q_len == 0 && !r->q_end && !t->abort)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (r->q_len > 0 && !t->abort) {
+		f = r->queue[r->q_head];
+		r->q_head = (r->q_head + 1) % RUNG_QUEUE;
+		r->q_len--;
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return f;
+}
+
+/* Scales from (a picture of the rung above, or the source) into a new
+ * picture of rung r (caller frees), with from's timestamp and picture type. */
+static AVFrame *rung_scale(struct rung *r, const AVFrame *from)
+{
+	/* A rung at the size of the picture above (the source's own, for the
+	 * top rung) encodes that picture: no copy. */
+	if (from->width == r->width && from->height == r->height && from->format == AV_PIX_FMT_YUV420P)
+		return av_frame_clone(from);
+	AVFrame *out = av_frame_alloc();
+	r->sws = sws_getCachedContext(r->sws, from->width, from->height, from->format, r->width, r->height,
+				      AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
+	if (!out || !r->sws)
+		goto fail;
+	out->width = r->width;
+	out->height = r->height;
+	out->format = AV_PIX_FMT_YUV420P;
+	if (av_frame_get_buffer(out, 0) < 0)
+		goto fail;
+	sws_scale(r->sws, (const uint8_t *const *)from->data, from->linesize, 0, from->height, out->data, out->linesize);
+	out->pts = from->pts;
+	out->pict_type = from->pict_type;
+	return out;
+fail:
+	av_frame_free(&out);
+	return NULL;
+}
+
+struct rung_arg {
+	struct transcode *t;
+	int i;
+};
+/* One job per process (the worker forks each): one set of arguments. */
+static struct rung_arg rung_args[HLS_MAX_RUNGS];
+
+/* A rung's thread: scale, encode, pass the picture down; at the end flush
+ * the encoder and pass the end down. */
+static void *rung_main(void *arg)
+{
+	struct transcode *t = ((struct rung_arg *)arg)->t;
+	int i = ((struct rung_arg *)arg)->i;
+	struct rung *r = &t->rungs[i], *next = i + 1 < t->n ? &t->rungs[i + 1] : NULL;
+	AVFrame *f;
+	while ((f = rung_pop(t, r)) != NULL) {
+		AVFrame *out = r->err < 0 ? NULL : rung_scale(r, f);
+		av_frame_free(&f);
+		if (!out && r->err >= 0)
+			r->err = AVERROR(ENOMEM);
+		if (out && (r->err = encode(t, r->enc, r, out)) >= 0 && next)
+			rung_push(t, next, out); /* the rung below scales from this one */
+		else
+			av_frame_free(&out);
+	}
+	if (r->err >= 0 && !t->abort)
+		r->err = encode(t, r->enc, r, NULL);
+	if (next)
+		rung_push(t, next, NULL);
+	return NULL;
+}
+
+/* Starts the threads of the rungs that encode. Returns 0 or an AVERROR. */
+static int rungs_start(struct transcode *t)
+{
+	/* Every queue first: a thread hands pictures to the next rung's. */
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		if (!r->enc)
+			continue;
+		if (!(r->pkt = av_packet_alloc()))
+			return AVERROR(ENOMEM);
+		pthread_mutex_init(&r->lock, NULL);
+		pthread_cond_init(&r->cond, NULL);
+		r->synced = true;
+	}
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		if (!r->enc)
+			continue;
+		rung_args[i] = (struct rung_arg){t, i};
+		if (pthread_create(&r->thread, NULL, rung_main, &rung_args[i]) != 0)
+			return AVERROR(EAGAIN);
+		r->thread_started = true;
+	}
+	return 0;
+}
+
+/* Ends the rungs' threads (abort: at once, dropping what is queued; else
+ * after they have encoded everything) and returns the first error, or 0. */
+static int rungs_stop(struct transcode *t, bool abort)
+{
+	int err = 0;
+	if (abort) {
+		t->abort = true;
+		for (int i = 0; i < t->n; i++)
+			if (t->rungs[i].synced) {
+				pthread_mutex_lock(&t->rungs[i].lock);
+				pthread_cond_broadcast(&t->rungs[i].cond);
+				pthread_mutex_unlock(&t->rungs[i].lock);
+			}
+	} else if (t->n > 0 && t->rungs[0].thread_started) {
+		rung_push(t, &t->rungs[0], NULL);
+	}
+	for (int i = 0; i < t->n; i++) {
+		struct rung *r = &t->rungs[i];
+		if (!r->synced)
+			continue;
+		if (r->thread_started)
+			pthread_join(r->thread, NULL);
+		r->thread_started = r->synced = false;
+		while (r->q_len > 0) {
+			av_frame_free(&r->queue[r->q_head]);
+			r->q_head = (r->q_head + 1) % RUNG_QUEUE;
+			r->q_len--;
+		}
+		pthread_mutex_destroy(&r->lock);
+		pthread_cond_destroy(&r->cond);
+		if (err >= 0 && r->err < 0)
+			err = r->err;
 	}
 	return err;
 }
@@ -374,26 +604,15 @@ static int video_frame(struct transcode *t, AVFrame *src)
 		idr = true;
 		t->next_boundary = (int64_t)floor(at / t->seg_s) + 1;
 	}
-	const AVFrame *from = src;
-	for (int i = 0; i < t->n; i++) {
-		struct rung *r = &t->rungs[i];
-		int err;
-		r->sws = sws_getCachedContext(r->sws, from->width, from->height, from->format, r->width, r->height,
-					      AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
-		av_frame_unref(r->frame);
-		r->frame->width = r->width;
-		r->frame->height = r->height;
-		r->frame->format = AV_PIX_FMT_YUV420P;
-		if (!r->sws || (err = av_frame_get_buffer(r->frame, 0)) < 0)
-			return AVERROR(ENOMEM);
-		sws_scale(r->sws, (const uint8_t *const *)from->data, from->linesize, 0, from->height, r->frame->data,
-			  r->frame->linesize);
-		r->frame->pts = pts;
-		r->frame->pict_type = idr ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
-		if ((err = encode(t, r->enc, r, r->frame)) < 0)
-			return err;
-		from = r->frame;
-	}
+	for (int i = 0; i < t->n; i++)
+		if (t->rungs[i].err < 0)
+			return t->rungs[i].err; /* a rung's thread failed: stop reading */
+	AVFrame *f = av_frame_clone(src);
+	if (!f)
+		return AVERROR(ENOMEM);
+	f->pts = pts;
+	f->pict_type = idr ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+	rung_push(t, &t->rungs[0], f);
 	return 0;
 }
 
@@ -556,7 +775,7 @@ static int publish(const char *tmp, const char *final, const char *folder)
 		if (errno != ENOENT || rename(tmp, final) != 0)
 			return -1;
 	}
-	remove_tree(tmp);
+	hls_remove_tree(tmp);
 	int fd = open(folder, O_RDONLY | O_DIRECTORY);
 	if (fd >= 0) {
 		fsync(fd);
@@ -565,9 +784,60 @@ static int publish(const char *tmp, const char *final, const char *folder)
 	return 0;
 }
 
-static int run(struct job *job, const char *mp4_path)
+/* Whether the quick rendition can copy the source's streams: H.264 that
+ * browsers decode (8-bit 4:2:0, up to High profile), and AAC. */
+static void choose_copies(struct transcode *t)
 {
-	struct transcode t = {.job = job, .vi = -1, .ai = -1, .mp4_path = mp4_path};
+	if (t->vi >= 0) {
+		const AVCodecParameters *p = t->in->streams[t->vi]->codecpar;
+		int profile = p->profile & ~FF_PROFILE_H264_CONSTRAINED;
+		t->copy_video = p->codec_id == AV_CODEC_ID_H264 &&
+				(p->format == AV_PIX_FMT_YUV420P || p->format == AV_PIX_FMT_YUVJ420P || p->format < 0) &&
+				(profile == FF_PROFILE_H264_BASELINE || profile == FF_PROFILE_H264_MAIN ||
+				 profile == FF_PROFILE_H264_HIGH);
+	}
+	if (t->ai >= 0)
+		t->copy_audio = t->in->streams[t->ai]->codecpar->codec_id == AV_CODEC_ID_AAC &&
+				t->in->streams[t->ai]->codecpar->sample_rate > 0 &&
+				t->in->streams[t->ai]->codecpar->ch_layout.nb_channels <= 2;
+}
+
+/* Moves the quick rendition of the published folder (if its master still
+ * lists it: the recording is being played from it) into the new folder tmp,
+ * by hard links, left out of the new master: a player that chose it before
+ * the ladder replaced it can play on. */
+static void carry_quick(const char *final, const char *tmp)
+{
+	char path[4096], from[4096], to[4096], line[512];
+	bool listed = false;
+	snprintf(path, sizeof path, "%s/master.m3u8", final);
+	FILE *f = fopen(path, "r");
+	while (f && fgets(line, sizeof line, f))
+		listed |= strncmp(line, PLAYABLE_NAME "/index.m3u8", strlen(PLAYABLE_NAME "/index.m3u8")) == 0;
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof path, "%s/%s", tmp, PLAYABLE_NAME);
+	if (!listed || mkdir(path, 0750) != 0)
+		return;
+	snprintf(path, sizeof path, "%s/%s", final, PLAYABLE_NAME);
+	DIR *d = opendir(path);
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(from, sizeof from, "%s/%s/%s", final, PLAYABLE_NAME, e->d_name);
+		snprintf(to, sizeof to, "%s/%s/%s", tmp, PLAYABLE_NAME, e->d_name);
+		if (link(from, to) != 0)
+			break; /* a partial copy still plays what it has: the playlist is linked last */
+	}
+	if (d)
+		closedir(d);
+}
+
+static int run(struct job *job, const char *mp4_path, const char *quick_dir, const char *hls_dir)
+{
+	struct transcode t = {.job = job, .vi = -1, .ai = -1, .mp4_path = mp4_path, .quick_dir = quick_dir,
+			      .hls_dir = hls_dir};
 	struct hls_profile profiles[HLS_MAX_RUNGS];
 	struct hls_variant variants[HLS_MAX_RUNGS];
 	char *path = NULL, *folder = NULL, *tmp = NULL, *final = NULL, why[256];
@@ -579,6 +849,7 @@ static int run(struct job *job, const char *mp4_path)
 	job_progress(job, 0);
 	av_log_set_level(AV_LOG_ERROR);
 	t.audio_next_pts = AV_NOPTS_VALUE;
+	pthread_mutex_init(&t.mux_lock, NULL);
 	t.last_vpts = AV_NOPTS_VALUE;
 	t.seg_s = (double)job->cfg->hls_segment_s;
 	if (json_object_object_get_ex(job->payload, "segment_type", &v) && json_object_is_type(v, json_type_string))
@@ -600,15 +871,17 @@ static int run(struct job *job, const char *mp4_path)
 
 	folder = storage_path(job->cfg, job->recording_id, NULL);
 	final = storage_path(job->cfg, job->recording_id, "hls");
-	tmp = mp4_path ? NULL : xasprintf("%s/hls-tmp-%lld", folder, (long long)job->id);
-	if (tmp && (remove_tree(tmp) != 0 || mkdir(tmp, 0750) != 0)) {
+	tmp = mp4_path || quick_dir ? NULL : xasprintf("%s/hls-tmp-%lld", folder, (long long)job->id);
+	if (tmp && (hls_remove_tree(tmp) != 0 || mkdir(tmp, 0750) != 0)) {
 		job_error(job, "cannot create the output folder: %s", strerror(errno));
 		goto out;
 	}
-	if (t.ai >= 0 && open_audio(&t) < 0)
+	if (quick_dir)
+		choose_copies(&t);
+	if (t.ai >= 0 && !t.copy_audio && open_audio(&t) < 0)
 		goto out;
 	if (t.vi >= 0) {
-		if (open_decoder(&t, t.vi, &t.vdec) < 0)
+		if (!t.copy_video && open_decoder(&t, t.vi, &t.vdec) < 0)
 			goto out;
 		t.frame_rate = av_guess_frame_rate(t.in, t.in->streams[t.vi], NULL);
 		if (t.frame_rate.num <= 0 || t.frame_rate.den <= 0)
@@ -616,24 +889,42 @@ static int run(struct job *job, const char *mp4_path)
 		choose_rungs(&t, profiles, np);
 		if (mp4_path)
 			t.n = 1; /* the largest rung only */
+		if (quick_dir) { /* the smallest rung, or the source's own size when copied */
+			t.rungs[0] = t.rungs[t.n - 1];
+			t.n = 1;
+			if (t.copy_video) {
+				const AVCodecParameters *par = t.in->streams[t.vi]->codecpar;
+				t.rungs[0].width = par->width;
+				t.rungs[0].height = par->height;
+				if (par->extradata_size > 0)
+					avc_codecs(par->extradata, par->extradata_size, t.rungs[0].codecs,
+						   sizeof t.rungs[0].codecs);
+			}
+		}
 	} else {
 		t.n = 1; /* audio only: one variant */
 		snprintf(t.rungs[0].pr.name, sizeof t.rungs[0].pr.name, "audio");
 	}
+	if (quick_dir)
+		snprintf(t.rungs[0].pr.name, sizeof t.rungs[0].pr.name, "%s", PLAYABLE_NAME);
 	for (int i = 0; i < t.n; i++) {
 		struct rung *r = &t.rungs[i];
-		char *dir = tmp ? xasprintf("%s/%s", tmp, r->pr.name) : NULL;
-		int bad = dir && mkdir(dir, 0750) != 0;
+		char *dir = tmp ? xasprintf("%s/%s", tmp, r->pr.name) : quick_dir ? xstrdup(quick_dir) : NULL;
+		int bad = tmp && mkdir(dir, 0750) != 0;
 		if (bad)
 			job_error(job, "cannot create the output folder: %s", strerror(errno));
-		if (!bad && t.vi >= 0 &&
-		    (!(r->frame = av_frame_alloc()) || open_video_encoder(&t, r, fmp4 || mp4_path) < 0))
+		if (!bad && t.vi >= 0 && !t.copy_video &&
+		    open_video_encoder(&t, r, fmp4 || mp4_path) < 0)
 			bad = 1;
 		if (!bad && open_muxer(&t, r, dir, fmp4) < 0)
 			bad = 1;
 		free(dir);
 		if (bad)
 			goto out;
+	}
+	if ((err = rungs_start(&t)) < 0) {
+		job_error(job, "cannot start the encoders' threads: %s", av_err2str(err));
+		goto out;
 	}
 
 	while ((err = av_read_frame(t.in, t.pkt)) >= 0) {
@@ -648,13 +939,17 @@ static int run(struct job *job, const char *mp4_path)
 			err = AVERROR(ENOMEM);
 			break;
 		}
-		if (pkt->stream_index == t.vi)
+		if ((pkt->stream_index == t.vi && t.copy_video) || (pkt->stream_index == t.ai && t.copy_audio))
+			err = copy_packet(&t, pkt);
+		else if (pkt->stream_index == t.vi)
 			err = decode(&t, t.vdec, true, pkt);
 		else if (pkt->stream_index == t.ai)
 			err = decode(&t, t.adec, false, pkt);
 		else
 			err = 0;
 		av_packet_free(&pkt);
+		if (err >= 0 && quick_check(&t) < 0)
+			goto out;
 		if (err < 0)
 			break;
 	}
@@ -668,9 +963,8 @@ static int run(struct job *job, const char *mp4_path)
 	}
 	if (t.vdec && (err = decode(&t, t.vdec, true, NULL)) < 0)
 		goto fail;
-	for (int i = 0; t.vdec && i < t.n; i++)
-		if ((err = encode(&t, t.rungs[i].enc, &t.rungs[i], NULL)) < 0)
-			goto fail;
+	if ((err = rungs_stop(&t, false)) < 0)
+		goto fail;
 	if (t.adec) {
 		if ((err = decode(&t, t.adec, false, NULL)) < 0 || (err = audio_frame(&t, NULL)) < 0 ||
 		    (err = audio_drain(&t, true)) < 0 || (err = encode(&t, t.aenc, NULL, NULL)) < 0)
@@ -691,13 +985,14 @@ static int run(struct job *job, const char *mp4_path)
 			goto out;
 		}
 		struct hls_variant *var = &variants[i];
-		memset(var, 0, sizeof *var);
-		snprintf(var->name, sizeof var->name, "%s", r->pr.name);
-		var->width = t.vi >= 0 ? r->width : 0;
-		var->height = t.vi >= 0 ? r->height : 0;
-		var->frame_rate = t.vi >= 0 ? av_q2d(t.frame_rate) : 0;
-		snprintf(var->codecs, sizeof var->codecs, "%s%s%s", t.vi >= 0 ? (r->codecs[0] ? r->codecs : "avc1.640028") : "",
-			 t.vi >= 0 && t.aenc ? "," : "", t.aenc ? "mp4a.40.2" : "");
+		variant_of(&t, r, var);
+		if (quick_dir) {
+			/* Published as it grew: now with ENDLIST, measured in full. */
+			if (playable_publish(job, t.hls_dir, var, true) < 0)
+				goto out;
+			ret = 0;
+			goto out;
+		}
 		char *dir = xasprintf("%s/%s", tmp, r->pr.name);
 		int bad = hls_measure(dir, var);
 		free(dir);
@@ -709,14 +1004,19 @@ static int run(struct job *job, const char *mp4_path)
 	char *master = xasprintf("%s/master.m3u8", tmp);
 	int bad = hls_write_master(master, variants, t.n);
 	free(master);
+	bool named_quick = false;
+	for (int i = 0; i < t.n; i++)
+		named_quick |= strcmp(t.rungs[i].pr.name, PLAYABLE_NAME) == 0;
+	if (!bad && !named_quick)
+		carry_quick(final, tmp);
 	if (!bad)
-		own_tree(tmp, folder);
+		hls_own_tree(tmp, folder);
 	if (bad || publish(tmp, final, folder) != 0) {
 		job_error(job, "cannot publish the HLS folder: %s", strerror(errno));
 		goto out;
 	}
 	result = json_object_new_object();
-	json_object_object_add(result, "renditions", hls_renditions_json(variants, t.n));
+	json_object_object_add(result, "renditions", hls_renditions_json(variants, t.n, "ready"));
 	json_object_object_add(result, "segment_type", json_object_new_string(fmp4 ? "fmp4" : "mpegts"));
 	job_result(job, result);
 	job_progress(job, 1);
@@ -728,8 +1028,10 @@ fail:
 	else
 		job_error(job, "%s cannot be transcoded: %s", source, av_err2str(err));
 out:
+	rungs_stop(&t, true); /* the threads that are still running (an error, a stop) */
 	for (int i = 0; i < t.n; i++) {
 		struct rung *r = &t.rungs[i];
+		av_packet_free(&r->pkt);
 		if (r->mux) {
 			if (r->header_written)
 				av_write_trailer(r->mux);
@@ -738,11 +1040,10 @@ out:
 			avformat_free_context(r->mux);
 		}
 		avcodec_free_context(&r->enc);
-		av_frame_free(&r->frame);
 		sws_freeContext(r->sws);
 	}
 	if (tmp && ret != 0)
-		remove_tree(tmp);
+		hls_remove_tree(tmp);
 	avcodec_free_context(&t.vdec);
 	avcodec_free_context(&t.adec);
 	avcodec_free_context(&t.aenc);
@@ -756,15 +1057,21 @@ out:
 	free(folder);
 	free(tmp);
 	free(final);
+	pthread_mutex_destroy(&t.mux_lock);
 	return ret;
 }
 
 int transcode_run(struct job *job)
 {
-	return run(job, NULL);
+	return run(job, NULL, NULL, NULL);
 }
 
 int transcode_to_mp4(struct job *job, const char *out_path)
 {
-	return run(job, out_path);
+	return run(job, out_path, NULL, NULL);
+}
+
+int transcode_quick(struct job *job, const char *hls_dir, const char *quick_dir)
+{
+	return run(job, NULL, quick_dir, hls_dir);
 }

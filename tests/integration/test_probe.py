@@ -101,7 +101,8 @@ def test_probe_fills_the_info(stack, db, owner, media, name):
     assert recording_status(db, rid)[0] == "processing"
     for kind in ("thumbnail", "storyboard"):
         assert run_job(stack, db, only_job(db, rid, kind), lambda r: r["state"] != "queued")["state"] == "succeeded"
-    # ... and the transcode (sql/005_hls.sql), in the heavy queue.
+    # ... and the playable rendition (sql/008_playable.sql), then the transcode (sql/005_hls.sql), in the heavy queue.
+    assert run_job(stack, db, only_job(db, rid, "playable"), lambda r: r["state"] != "queued")["state"] == "succeeded"
     transcode = only_job(db, rid, "transcode")
     assert recording_status(db, rid)[0] == "processing"
     run_worker(stack, "--once", "--queues", "heavy")

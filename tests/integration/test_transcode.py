@@ -73,8 +73,11 @@ def transcode(stack, db, token, path, content_type, **env):
     probe = only_job(db, rid, "probe")
     run_worker(stack, "--once", "--queues", "light")
     assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
-    job = only_job(db, rid, "transcode")
     env = {"VTP_HLS_SEGMENT_S": str(SEG_S), **env}
+    playable = only_job(db, rid, "playable")  # the quick rendition first (sql/008_playable.sql)
+    run_worker(stack, "--once", "--queues", "light", **env)
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    job = only_job(db, rid, "transcode")
     for _ in range(3):
         run_worker(stack, "--once", "--queues", "heavy", **env)
         row = job_row(db, job)
@@ -138,7 +141,8 @@ def test_h264_source_makes_aligned_ladder(stack, db, owner, sources):
     rid, row = transcode(stack, db, owner[1], *sources["h264"])
     assert row["state"] == "succeeded", row
     hls = Path(stack.storage_path) / rid / "hls"
-    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8"], list(hls.iterdir())
+    # The quick rendition the recording played from stays for players that chose it, out of the master.
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8", "quick"], list(hls.iterdir())
     assert not [p for p in (Path(stack.storage_path) / rid).iterdir() if p.name.startswith("hls-tmp")]
     lines = master_lines(hls)
     assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"], lines
@@ -167,13 +171,16 @@ def test_h264_source_makes_aligned_ladder(stack, db, owner, sources):
 def test_ladder_rungs_share_idr_times_and_never_upscale(stack, db, owner, tmp_path):
     # A 960x720 (4:3) source: 720p, 480p and 360p rungs, no 1080p; MPEG-TS segments by option.
     src = make(tmp_path / "s.mp4", "960x720", seconds=5, args=H264)
+    # The 360p profile names its H.264 level (3.0); the others leave it to the encoder.
     rid, row = transcode(stack, db, owner[1], src, "video/mp4", VTP_HLS_SEGMENT_TYPE="mpegts",
-                         VTP_TRANSCODE_PROFILES=LADDER)
+                         VTP_TRANSCODE_PROFILES=LADDER.replace("360p:640x360:500:535:750", "360p:640x360:500:535:750:3.0"))
     assert row["state"] == "succeeded", row
     hls = Path(stack.storage_path) / rid / "hls"
     got = variants(hls)
     assert [(a["RESOLUTION"], u) for a, u in got] == [
         ("960x720", "720p/index.m3u8"), ("640x480", "480p/index.m3u8"), ("480x360", "360p/index.m3u8")], got
+    assert got[2][0]["CODECS"].startswith("avc1.64001e,"), got  # level_idc 30
+    assert not got[0][0]["CODECS"].startswith("avc1.64001e,"), got
     bandwidths = [int(a["BANDWIDTH"]) for a, _ in got]
     assert bandwidths == sorted(bandwidths, reverse=True), got
     starts = {u.split("/")[0]: segment_starts(hls / u.split("/")[0]) for _, u in got}

@@ -24,9 +24,17 @@ static void profiles(void **state)
 	assert_int_equal(p[0].width, 1920);
 	assert_int_equal(p[1].height, 360);
 	assert_int_equal(p[1].max_kbps, 535);
+	assert_int_equal(p[1].level, 0);
+	assert_int_equal(hls_parse_profiles("720p:1280x720:2800:2996:4200:3.1,360p:640x360:500:535:750", p, HLS_MAX_RUNGS,
+					    why, sizeof why),
+			 2);
+	assert_int_equal(p[0].level, 31);
+	assert_int_equal(p[1].level, 0);
 	const char *bad[] = {"", "360p", "360p:640x360:500:535", "360p:640x360:500:535:750,",
 			     "360p:640x360:500:400:750", "360p:8x8:500:535:750", "a/b:640x360:500:535:750",
-			     "x:640x360:500:535:750,x:320x180:200:250:300", "360p:640x360:500:535:750junk"};
+			     "x:640x360:500:535:750,x:320x180:200:250:300", "360p:640x360:500:535:750junk",
+			     "360p:640x360:500:535:750:", "360p:640x360:500:535:750:31", "360p:640x360:500:535:750:7.0",
+			     "360p:640x360:500:535:750:3.10", "360p:640x360:500:535:750:0.9"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(hls_parse_profiles(bad[i], p, HLS_MAX_RUNGS, why, sizeof why), -1);
 	assert_int_equal(hls_parse_profiles("a:64x64:100:100:100,b:64x64:100:100:100", p, 1, why, sizeof why), -1);

@@ -1,0 +1,265 @@
+"""Fast to playable (worker/playable.c, sql/008_playable.sql): after the probe, the playable job writes one
+quick rendition into hls/quick/ (the source's H.264/AAC remuxed, else the lowest rung encoded) and publishes
+the master playlist and the recording's renditions as soon as its first segment exists, while it writes the
+rest (an EVENT playlist, ENDLIST at the end). The ladder (transcode) is queued only after it, and replaces the
+quick rendition in the master. Timing is the benchmark's business (bench/playable_bench.py); here the order:
+the master is served and playable while the ladder job is still queued, and every playlist a player can
+see on the way passes a strict HLS parser."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import API, Client, assert_json, make_token, unique
+from test_import import upload
+from test_probe import job_row, only_job, run_worker
+from test_transcode import FFPROBE, H264, LADDER, ROOT, SEG_S, hls_check, make, variants
+
+
+@pytest.fixture(scope="module")
+def owner(stack):
+    sub = unique("inst")
+    return sub, make_token(stack, sub, "instructor")
+
+
+def probed(stack, db, token, path, content_type):
+    """Imports path and runs its probe; returns the recording id."""
+    c = Client(stack.frontends["nginx"], token)
+    rid = assert_json(upload(c, Path(path).read_bytes(), content_type), 201)["id"]
+    probe = only_job(db, rid, "probe")
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
+    return rid
+
+
+def queued_kinds(db, rid):
+    with db.cursor() as cur:
+        cur.execute("SELECT kind, state FROM jobs WHERE recording_id = %s ORDER BY id", (rid,))
+        return cur.fetchall()
+
+
+def master_text(stack, token, rid):
+    """The master playlist as the API serves it through nginx (None while the API answers 409)."""
+    r = Client(stack.frontends["nginx"], token).get(f"{API}/recordings/{rid}/stream/playlist.m3u8")
+    if r.status_code == 409:
+        return None
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def ffprobe_url(url):
+    proc = subprocess.run([FFPROBE, "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "json",
+                           url], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["streams"]
+
+
+def test_h264_source_is_remuxed_and_playable_before_the_ladder(stack, db, owner, tmp_path):
+    # Baseline profile and a key frame every second: a copy keeps both, our encoder would make High.
+    src = make(tmp_path / "a.mp4", "640x360", seconds=6,
+               args=[*H264, "-profile:v", "baseline", "-g", "30", "-movflags", "+faststart"])
+    rid = probed(stack, db, owner[1], src, "video/mp4")
+    assert master_text(stack, owner[1], rid) is None  # 409 until a rendition is published
+    playable = only_job(db, rid, "playable")
+    run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S=str(SEG_S))
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    # The ladder is queued behind it, not run.
+    assert ("transcode", "queued") in queued_kinds(db, rid), queued_kinds(db, rid)
+
+    hls = Path(stack.storage_path) / rid / "hls"
+    assert sorted(p.name for p in hls.iterdir()) == ["master.m3u8", "quick"], list(hls.iterdir())
+    [(attrs, uri)] = variants(hls)
+    assert uri == "quick/index.m3u8"
+    assert attrs["RESOLUTION"] == "640x360", attrs
+    assert re.fullmatch(r"avc1\.42[0-9a-f]{4},mp4a\.40\.2", attrs["CODECS"]), attrs  # the source's own H.264
+    assert int(attrs["BANDWIDTH"]) >= int(attrs["AVERAGE-BANDWIDTH"]) > 0, attrs
+    media = (hls / "quick/index.m3u8").read_text()
+    assert "#EXT-X-PLAYLIST-TYPE:EVENT" in media and media.rstrip().endswith("#EXT-X-ENDLIST"), media
+    assert len(re.findall(r"^seg_\d{5}\.m4s$", media, re.M)) == 3, media  # 6 s cut at the 2 s key frames
+    hls_check(hls / "master.m3u8", hls / "quick/index.m3u8")
+
+    # The recording streams from it: stream_url, and ffprobe reads the master URL as served.
+    rec = assert_json(Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}"), 200)
+    assert [(r["name"], r["width"], r["height"], r["status"]) for r in rec["renditions"]] == [
+        ("quick", 640, 360, "ready")], rec
+    assert rec["stream_url"] == f"/api/v1/recordings/{rid}/stream/playlist.m3u8", rec
+    share = assert_json(Client(stack.frontends["nginx"], owner[1]).post(f"{API}/recordings/{rid}/shares",
+                                                                          {"max_views": 100}), 201)
+    url = f"{stack.frontends['nginx']}{rec['stream_url']}?share={share['token']}"
+    streams = ffprobe_url(url)
+    assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"], streams
+    assert play(stack, owner[1], rid, 2.0)["levels"] == ["Auto", "360p"]
+
+    # Then the ladder: its rungs replace the quick rendition in the master (which stays on disk for players
+    # that chose it, linked, not copied).
+    transcode = only_job(db, rid, "transcode")
+    run_worker(stack, "--once", "--queues", "heavy", VTP_HLS_SEGMENT_S=str(SEG_S), VTP_TRANSCODE_PROFILES=LADDER)
+    assert job_row(db, transcode)["state"] == "succeeded", job_row(db, transcode)
+    assert [u for _, u in variants(hls)] == ["360p/index.m3u8"], variants(hls)
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8", "quick"], list(hls.iterdir())
+    assert (hls / "quick/index.m3u8").read_text() == media
+    hls_check(hls / "master.m3u8", hls / "360p/index.m3u8")
+    rec = assert_json(Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}"), 200)
+    assert [(r["name"], r["status"]) for r in rec["renditions"]] == [("360p", "ready")], rec
+    assert rec["status"] == "ready" or ("thumbnail", "queued") in queued_kinds(db, rid), rec
+    played = play(stack, owner[1], rid, 2.0)
+    assert not [u for u in played["requests"] if u.startswith("quick/")], played
+
+    # A re-run of the ladder (POST .../transcode) no longer carries the quick rendition: no player is sent to it.
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO jobs (kind, recording_id, priority, payload) SELECT 'transcode', id, 0,"
+                    " jsonb_build_object('source_file', source_file) FROM recordings WHERE id = %s RETURNING id", (rid,))
+        again = cur.fetchone()[0]
+    run_worker(stack, "--once", "--queues", "heavy", VTP_HLS_SEGMENT_S=str(SEG_S))
+    assert job_row(db, again)["state"] == "succeeded", job_row(db, again)
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8"], list(hls.iterdir())
+
+
+def play(stack, token, rid, seconds):
+    """The player page (Debian's chromium, hls.js) plays the recording's stream to seconds (tests/browser/quick.mjs)."""
+    assert (ROOT / "node_modules" / "playwright-core").is_dir(), "node_modules/playwright-core missing (npm ci)"
+    proc = subprocess.run(["node", str(ROOT / "tests/browser/quick.mjs"), stack.frontends["nginx"], token,
+                           str(ROOT / "build/browser-artifacts/quick"), rid, str(seconds)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+
+
+def child_pids(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+@pytest.fixture(scope="module")
+def vp8_source(tmp_path_factory):
+    """60 s of VP8/Opus at 320x180 (cheap to make): long enough for its playable job to be caught while it runs."""
+    return make(tmp_path_factory.mktemp("playable-media") / "c.webm", "320x180", seconds=60,
+                args=["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus"])
+
+
+def start_and_hold(stack, db, rid):
+    """Starts `vtp-worker --once --queues light` on the recording's playable job; once the recording has a
+    rendition, stops the job's process (SIGSTOP) and returns (worker, [pids held], renditions)."""
+    worker = subprocess.Popen([str(stack.build_dir / "vtp-worker"), "--once", "--queues", "light"],
+                              env=dict(stack.env, VTP_HLS_SEGMENT_S=str(SEG_S), VTP_HEARTBEAT_MS="200"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    renditions = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with db.cursor() as cur:
+            cur.execute("SELECT renditions FROM recordings WHERE id = %s", (rid,))
+            renditions = cur.fetchone()[0]
+        if renditions or worker.poll() is not None:
+            break
+        time.sleep(0.02)
+    held = child_pids(worker.pid) if worker.poll() is None else []
+    for pid in held:
+        os.kill(pid, signal.SIGSTOP)
+    return worker, held, renditions
+
+
+def test_vp8_source_is_published_while_its_rendition_grows(stack, db, owner, vp8_source, tmp_path):
+    # VP8/Opus (what WebRTC records): the lowest rung is encoded, and published after its first segment.
+    rid = probed(stack, db, owner[1], vp8_source, "video/webm")
+    playable = only_job(db, rid, "playable")
+    hls = Path(stack.storage_path) / rid / "hls"
+    # Once the recording has a rendition, the job's process is held still to look at what a player sees at
+    # that moment (it goes on afterwards).
+    worker, paused, renditions = start_and_hold(stack, db, rid)
+    try:
+        assert renditions and paused, "no rendition published while the job ran"
+        row = job_row(db, playable)
+        assert row["state"] == "running", row
+        assert [(r["name"], r["width"], r["height"], r["status"]) for r in renditions] == [
+            ("quick", 320, 180, "processing")], renditions
+        assert ("transcode", "queued") not in queued_kinds(db, rid)  # the ladder comes after
+
+        text = master_text(stack, owner[1], rid)
+        assert text and "quick/index.m3u8?token=" in text, text
+        media = (hls / "quick/index.m3u8").read_text()
+        assert "#EXT-X-PLAYLIST-TYPE:EVENT" in media and "#EXT-X-ENDLIST" not in media, media
+        names = re.findall(r"^seg_\d{5}\.m4s$", media, re.M)
+        assert 1 <= len(names) < 30, media
+        assert all((hls / "quick" / n).stat().st_size > 0 for n in ["init.mp4", *names])
+        (tmp_path / "master.m3u8").write_text(text)
+        hls_check("--growing", tmp_path / "master.m3u8", hls / "quick/index.m3u8")
+        # A player can start now: ffprobe reads the master URL as served.
+        share = assert_json(Client(stack.frontends["nginx"], owner[1]).post(f"{API}/recordings/{rid}/shares",
+                                                                              {"max_views": 100}), 201)
+        url = f"{stack.frontends['nginx']}{API}/recordings/{rid}/stream/playlist.m3u8?share={share['token']}"
+        streams = ffprobe_url(url)
+        assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"], streams
+        # And hls.js plays it in the browser, through the API's own URLs.
+        play(stack, owner[1], rid, 1.0)
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+    # Every later version of the playlists parses too, until the job ends with ENDLIST.
+    seen = set()
+    while worker.poll() is None:
+        media = (hls / "quick/index.m3u8").read_text()
+        if media not in seen:
+            seen.add(media)
+            (tmp_path / "media.m3u8").write_text(media)
+            hls_check("--growing", hls / "master.m3u8", tmp_path / "media.m3u8")
+        time.sleep(0.05)
+    worker.wait(timeout=120)
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    media = (hls / "quick/index.m3u8").read_text()
+    assert media.rstrip().endswith("#EXT-X-ENDLIST") and len(re.findall(r"^seg_", media, re.M)) == 30, media
+    hls_check(hls / "master.m3u8", hls / "quick/index.m3u8")
+    rec = assert_json(Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}"), 200)
+    assert [(r["name"], r["status"]) for r in rec["renditions"]] == [("quick", "ready")], rec
+    assert ("transcode", "queued") in queued_kinds(db, rid)
+
+
+def test_cancel_after_publication_takes_the_rendition_back(stack, db, owner, vp8_source):
+    rid = probed(stack, db, owner[1], vp8_source, "video/webm")
+    playable = only_job(db, rid, "playable")
+    worker, held, renditions = start_and_hold(stack, db, rid)
+    try:
+        assert renditions and held, "no rendition published while the job ran"
+        admin = Client(stack.frontends["nginx"], make_token(stack, unique("adm"), "admin"))
+        assert admin.post(f"/api/v1/jobs/{playable}/cancel").status_code == 202
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+    worker.wait(timeout=60)
+    assert job_row(db, playable)["state"] == "cancelled", job_row(db, playable)
+    assert not (Path(stack.storage_path) / rid / "hls").exists()
+    rec = assert_json(Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}"), 200)
+    assert rec["status"] == "failed" and rec["stream_url"] is None and rec["renditions"] == [], rec
+
+
+def test_truncated_source_fails_readably_and_publishes_nothing(stack, db, owner, tmp_path):
+    src = make(tmp_path / "t.mp4", "640x360", seconds=5, args=H264)
+    data = src.read_bytes()
+    c = Client(stack.frontends["nginx"], owner[1])
+    rid = assert_json(upload(c, data[: len(data) // 3], "video/mp4"), 201)["id"]  # the moov (at the end) is cut away
+    with db.cursor() as cur:  # skip the probe (it would fail first): the playable job meets the file itself
+        cur.execute("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE recording_id = %s"
+                    " AND state = 'queued'", (rid,))
+        cur.execute("INSERT INTO jobs (kind, recording_id, priority, max_attempts, payload)"
+                    " SELECT 'playable', id, 0, 1, jsonb_build_object('source_file', source_file)"
+                    " FROM recordings WHERE id = %s RETURNING id", (rid,))
+        job = cur.fetchone()[0]
+        cur.execute("UPDATE recordings SET status = 'processing' WHERE id = %s", (rid,))
+    run_worker(stack, "--once", "--queues", "light")
+    row = job_row(db, job)
+    assert row["state"] == "failed", row
+    assert "is not a media file that can be read" in row["last_error"], row
+    assert "/" not in row["last_error"].split(":")[0], row  # no file path
+    assert not (Path(stack.storage_path) / rid / "hls").exists()
+    with db.cursor() as cur:
+        cur.execute("SELECT status, status_detail FROM recordings WHERE id = %s", (rid,))
+        status, detail = cur.fetchone()
+    assert status == "failed" and detail.startswith("playable failed: "), (status, detail)
+    rec = assert_json(c.get(f"{API}/recordings/{rid}"), 200)
+    assert rec["stream_url"] is None and rec["renditions"] == [], rec
+    assert ("transcode", "queued") not in queued_kinds(db, rid)
