@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import API, Client, assert_json, assert_problem, make_token, unique
+from helpers import API, Client, assert_json, make_token, unique
 from test_import import upload
 from test_probe import job_row, only_job, run_worker
 from test_record import Recording, media_end, sender
@@ -70,6 +70,12 @@ def test_storage_full_during_a_transcode(stack, db, small_fs, tmp_path):
     probe = only_job(db, rid, "probe")
     run_worker(stack, "--once", "--queues", "light")
     assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
+    # The quick rendition comes first (sql/008_playable.sql), with room to spare; the ladder then meets the full disk.
+    playable = only_job(db, rid, "playable")
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    before = assert_json(c.get(f"{API}/recordings/{rid}"), 200)
+    assert [r["name"] for r in before["renditions"]] == ["quick"] and before["stream_url"], before
     queue = "full" + uuid.uuid4().hex[:10]
     job = only_job(db, rid, "transcode")
     with db.cursor() as cur:  # a queue of its own; one attempt, so the failure is final
@@ -77,7 +83,7 @@ def test_storage_full_during_a_transcode(stack, db, small_fs, tmp_path):
 
     # The recording's folder on a filesystem with room for the source and 48 KiB more.
     folder = Path(stack.storage_path) / rid
-    size_kib = sum(f.stat().st_size for f in folder.iterdir()) // 1024 + 64
+    size_kib = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) // 1024 + 64
     fs = small_fs(size_kib)
     shutil.copytree(folder, fs / rid)
     source = next(p for p in (fs / rid).iterdir() if p.name.startswith("source."))
@@ -90,18 +96,19 @@ def test_storage_full_during_a_transcode(stack, db, small_fs, tmp_path):
     assert row["state"] == "failed", row
     assert "no space left on device" in (row["last_error"] or "").lower(), row
     # Nothing half-written is published: no rendition anywhere, no output left on disk.
-    assert sorted(p.name for p in (fs / rid).iterdir()) == sorted(p.name for p in folder.iterdir()), \
+    def tree(top):
+        return sorted(p.relative_to(top) for p in top.rglob("*"))
+    assert tree(fs / rid) == tree(folder), \
         [(str(p.relative_to(fs)), p.stat().st_size) for p in (fs / rid).rglob("*")]
     assert sha256(source) == digest, "the source was changed"
     with db.cursor() as cur:
-        cur.execute("SELECT renditions, status, status_detail FROM recordings WHERE id = %s", (rid,))
-        renditions, status, detail = cur.fetchone()
-    assert renditions is None, renditions
+        cur.execute("SELECT status, status_detail FROM recordings WHERE id = %s", (rid,))
+        status, detail = cur.fetchone()
     assert status == "failed" and "no space left on device" in detail.lower(), (status, detail)
+    # The ladder published nothing: the recording still offers only the complete quick rendition.
     rec = assert_json(c.get(f"{API}/recordings/{rid}"), 200)
-    assert rec["renditions"] == [] and rec["stream_url"] is None, rec
+    assert rec["renditions"] == before["renditions"] and rec["stream_url"] == before["stream_url"], rec
     assert rec["status"] == "failed", rec
-    assert_problem(c.get(f"{API}/recordings/{rid}/stream/playlist.m3u8"), 409, "stream_not_ready")
     transcode_job = assert_json(c.get(f"{API}/jobs/{job}"), 200)
     assert "no space left on device" in transcode_job["last_error"].lower(), transcode_job
 
