@@ -343,8 +343,11 @@ static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pk
 			if (!copy)
 				return AVERROR(ENOMEM);
 			copy->stream_index = t->rungs[i].ast->index;
+			/* The muxer chose its own time base when it wrote the header. */
 			if (t->aenc)
 				av_packet_rescale_ts(copy, t->aenc->time_base, t->rungs[i].ast->time_base);
+			else
+				av_packet_rescale_ts(copy, t->in->streams[t->ai]->time_base, t->rungs[i].ast->time_base);
 			err = av_interleaved_write_frame(t->rungs[i].mux, copy);
 			av_packet_free(&copy);
 		}
@@ -355,6 +358,8 @@ static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pk
 	pkt->stream_index = r->vst->index;
 	if (r->enc)
 		av_packet_rescale_ts(pkt, r->enc->time_base, r->vst->time_base);
+	else
+		av_packet_rescale_ts(pkt, t->in->streams[t->vi]->time_base, r->vst->time_base);
 	return av_interleaved_write_frame(r->mux, pkt);
 }
 

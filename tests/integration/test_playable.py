@@ -164,6 +164,28 @@ def start_and_hold(stack, db, rid):
     return worker, held, renditions
 
 
+@pytest.mark.parametrize("segment_type", ["fmp4", "mpegts"])
+def test_remux_keeps_the_timing_of_a_matroska_source(stack, db, owner, tmp_path, segment_type):
+    # Matroska counts in milliseconds, the HLS writer in its own units: copied packets must be rescaled, or the
+    # quick rendition plays at the wrong speed (recordings from RTMP/SRT are Matroska).
+    src = make(tmp_path / "a.mkv", "320x180", seconds=6, args=[*H264, "-g", "30"])
+    rid = probed(stack, db, owner[1], src, "video/x-matroska")
+    playable = only_job(db, rid, "playable")
+    run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S=str(SEG_S), VTP_HLS_SEGMENT_TYPE=segment_type)
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    media = Path(stack.storage_path) / rid / "hls/quick/index.m3u8"
+    durations = [float(d) for d in re.findall(r"^#EXTINF:([0-9.]+),", media.read_text(), re.M)]
+    assert len(durations) == 3 and abs(sum(durations) - 6.0) < 0.2, media.read_text()
+    proc = subprocess.run([FFPROBE, "-v", "error", "-show_entries", "stream=codec_type:stream_tags:format=duration",
+                           "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "json", str(media)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    probe = json.loads(proc.stdout)
+    assert abs(float(probe["format"]["duration"]) - 6.0) < 0.2, probe
+    video = [s for s in probe["streams"] if s["codec_type"] == "video"]
+    assert video and int(video[0]["nb_read_packets"]) == 180, probe  # every frame, once
+
+
 def test_vp8_source_is_published_while_its_rendition_grows(stack, db, owner, vp8_source, tmp_path):
     # VP8/Opus (what WebRTC records): the lowest rung is encoded, and published after its first segment.
     rid = probed(stack, db, owner[1], vp8_source, "video/webm")
