@@ -824,19 +824,27 @@ static void carry_quick(const char *final, const char *tmp)
 	snprintf(path, sizeof path, "%s/%s", tmp, PLAYABLE_NAME);
 	if (!listed || mkdir(path, 0750) != 0)
 		return;
+	/* Every segment first and the playlist last, so a player never reads a
+	 * playlist naming a segment that is not there; all or nothing. */
 	snprintf(path, sizeof path, "%s/%s", final, PLAYABLE_NAME);
 	DIR *d = opendir(path);
 	struct dirent *e;
-	while (d && (e = readdir(d)) != NULL) {
-		if (e->d_name[0] == '.')
+	bool ok = d != NULL;
+	while (ok && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "index.m3u8") == 0)
 			continue;
 		snprintf(from, sizeof from, "%s/%s/%s", final, PLAYABLE_NAME, e->d_name);
 		snprintf(to, sizeof to, "%s/%s/%s", tmp, PLAYABLE_NAME, e->d_name);
-		if (link(from, to) != 0)
-			break; /* a partial copy still plays what it has: the playlist is linked last */
+		ok = link(from, to) == 0;
 	}
 	if (d)
 		closedir(d);
+	snprintf(from, sizeof from, "%s/%s/index.m3u8", final, PLAYABLE_NAME);
+	snprintf(to, sizeof to, "%s/%s/index.m3u8", tmp, PLAYABLE_NAME);
+	if (!ok || link(from, to) != 0) {
+		snprintf(path, sizeof path, "%s/%s", tmp, PLAYABLE_NAME);
+		hls_remove_tree(path);
+	}
 }
 
 static int run(struct job *job, const char *mp4_path, const char *quick_dir, const char *hls_dir)
