@@ -19,6 +19,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
@@ -58,7 +59,7 @@ struct rung {
 	int q_head, q_len;
 	bool q_end;    /* no more pictures: flush the encoder, pass the end on */
 	AVPacket *pkt; /* the thread's own */
-	int err;       /* the thread's first error (AVERROR), read after join */
+	_Atomic int err; /* the thread's first error (AVERROR); the reader polls it between pictures */
 };
 
 struct transcode {
@@ -85,7 +86,7 @@ struct transcode {
 	const char *quick_dir, *hls_dir;
 	bool copy_video, copy_audio, published;
 	pthread_mutex_t mux_lock; /* every write into a rung's muxer: video from its thread, audio from the main one */
-	volatile bool abort;	  /* set under each rung's lock: the threads drop what they have and end */
+	_Atomic bool abort; /* set, then each rung's waiters woken: the threads drop what they have and end */
 };
 
 /* RFC 6381 name of an H.264 stream ("avc1.64001f") from the first SPS in Annex B or avcC data. */
