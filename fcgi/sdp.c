@@ -4,10 +4,13 @@
 #include <stdbool.h>
 #include <string.h>
 
+#define TEXT(x) #x
+#define NUMBER_TEXT(x) TEXT(x) /* the value of a macro, as a string literal */
+
 const char *sdp_problem(const char *sdp)
 {
 	if (strlen(sdp) > MAX_SDP_BYTES)
-		return "is larger than 65536 bytes";
+		return "is larger than " NUMBER_TEXT(MAX_SDP_BYTES) " bytes";
 	if (strncmp(sdp, "v=0\r\n", 5) != 0 && strncmp(sdp, "v=0\n", 4) != 0)
 		return "must start with the line v=0";
 	bool media = false;

@@ -57,9 +57,9 @@ static const struct job_kind kinds[] = {
 	{ "storyboard", storyboard_run, STORYBOARD_PUBLISH_SQL, 600, false },
 	/* a recording ends by stop, record_max_s or record_inactivity_s; the grace lets it finish and join its parts */
 	{ "record", record_run, RECORD_PUBLISH_SQL, 604800, false, 30 },
-	/* 5 s of grace: a stopped transcode removes its temporary folder. */
 	/* 5 s of grace: a stopped playable job removes what it wrote. */
 	{ "playable", playable_run, PLAYABLE_PUBLISH_SQL, 6 * 3600, false, 5 },
+	/* 5 s of grace: a stopped transcode removes its temporary folder. */
 	{ "transcode", transcode_run, TRANSCODE_PUBLISH_SQL, 6 * 3600, false, 5 },
 	{ "mp4",    mp4_run,    NULL,               6 * 3600,  false, 5 },
 };

@@ -370,8 +370,6 @@ static void run_in_process(struct supervisor *s, struct slot *slot, json_object 
 	set_outcome(slot, rc == 0 ? OUTCOME_SUCCEEDED : OUTCOME_FAILED, rc == 0 ? NULL : slot->error ? slot->error : "failed");
 }
 
-/* Starts the child that runs a claimed job. Returns false (after recording
- * the failure as the job's outcome) when it cannot. */
 /* Sanitizer builds: a job child leaves by _exit(), which skips LeakSanitizer's check at exit; run it here, so
  * leaks in job code reach the worker's log like the supervisor's own (a no-op with detect_leaks=0). */
 static void child_leak_check(void)
@@ -381,6 +379,8 @@ static void child_leak_check(void)
 #endif
 }
 
+/* Starts the child that runs a claimed job; when it cannot, records the
+ * failure as the job's outcome. */
 static void start_child(struct supervisor *s, struct slot *slot, json_object *payload)
 {
 	int fds[2];

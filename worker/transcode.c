@@ -323,10 +323,10 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 	return 0;
 }
 
-/* Writes a packet of enc (a rung's video encoder, or the shared audio
- * encoder when r is NULL: then to every rung) into the rung's HLS writer. */
 static int write_packet_locked(struct transcode *t, struct rung *r, AVPacket *pkt);
 
+/* Writes a packet of a rung's video (or, when r is NULL, of the audio: then
+ * to every rung) into the rung's HLS writer; the writers share one lock. */
 static int write_packet(struct transcode *t, struct rung *r, AVPacket *pkt)
 {
 	pthread_mutex_lock(&t->mux_lock);
