@@ -14,8 +14,13 @@ is the integration tests' (release build, PostgreSQL with fsync on); wrk runs on
 --rss: vtp-api's resident memory after 1,000 requests and after 1,000,000 (a mix of the read endpoints,
 a media playlist with its signed segment URIs; requests made with wrk), and their ratio.
 
+--callgrind N: instead of wrk, vtp-api's instructions per request (valgrind --tool=callgrind; repeatable on
+a loaded machine) for GET /recordings/{id} and the segment path: a vtp-api with one thread on its own socket
+answers 1 and then 1 + N identical requests sent straight over FastCGI (as nginx would send them); the
+difference of the two totals over N is the cost of one request, start-up and the first request excluded.
+
 Usage: /usr/bin/python3 bench/api_bench.py [--seconds S] [--connections N] [--rss] [--rss-requests N]
-[--build DIR]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
+[--callgrind N [--callgrind-keep DIR]] [--build DIR]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
 segment path >= 80 % of static nginx; RSS after 1,000,000 requests within 10 % of RSS after 1,000.
 """
 
@@ -23,6 +28,9 @@ import argparse
 import os
 import re
 import shutil
+import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -173,6 +181,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rss", action="store_true")
     ap.add_argument("--rss-requests", type=int, default=1_000_000)
+    ap.add_argument("--callgrind", type=int, default=0)
+    ap.add_argument("--callgrind-keep", metavar="DIR", help="copy callgrind's output files there")
     ap.add_argument("--build", default="build")
     args = ap.parse_args()
     stack = start_stack(args.build)
@@ -180,6 +190,93 @@ def main():
         run(stack, args)
     finally:
         stack.stop()
+
+
+def fcgi_record(kind, content):
+    return struct.pack(">BBHHBx", 1, kind, 1, len(content), 0) + content
+
+
+def fcgi_pair(name, value):
+    n, v = name.encode(), value.encode()
+    size = lambda b: bytes([len(b)]) if len(b) < 128 else struct.pack(">I", len(b) | 0x80000000)  # noqa: E731
+    return size(n) + size(v) + n + v
+
+
+def fcgi_get(sock_path, path, query, authorization):
+    """One GET over FastCGI with the parameters nginx's fastcgi_params gives; returns the answer's head."""
+    params = {"REQUEST_METHOD": "GET", "QUERY_STRING": query, "CONTENT_TYPE": "", "CONTENT_LENGTH": "",
+              "SCRIPT_NAME": path, "REQUEST_URI": path + ("?" + query if query else ""), "DOCUMENT_URI": path,
+              "SERVER_PROTOCOL": "HTTP/1.1", "GATEWAY_INTERFACE": "CGI/1.1", "REMOTE_ADDR": "127.0.0.1",
+              "REMOTE_PORT": "40000", "SERVER_ADDR": "127.0.0.1", "SERVER_PORT": "80", "SERVER_NAME": "localhost",
+              "HTTP_HOST": "127.0.0.1", "HTTP_USER_AGENT": "callgrind", "VTP_X_ACCEL_REDIRECT": "/_vtp_storage/"}
+    if authorization:
+        params["HTTP_AUTHORIZATION"] = authorization
+    body = b"".join(fcgi_pair(k, v) for k, v in params.items())
+    msg = (fcgi_record(1, struct.pack(">HB5x", 1, 0)) + fcgi_record(4, body) + fcgi_record(4, b"")
+           + fcgi_record(5, b""))
+    out = b""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock_path))
+        s.sendall(msg)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    while len(data) >= 8:  # keep the FCGI_STDOUT records' content
+        _, kind, _, clen, plen = struct.unpack(">BBHHB", data[:7])
+        if kind == 6:
+            out += data[8:8 + clen]
+        data = data[8 + clen + plen:]
+    return out.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+
+
+def callgrind_total(stack, n, path, query, authorization, keep):
+    """Instructions vtp-api (one thread, under callgrind) executes from start to exit answering n requests."""
+    folder = stack.dir / "callgrind"
+    folder.mkdir(exist_ok=True)
+    os.chmod(folder, 0o777)
+    sock = folder / "api.sock"
+    out = folder / f"callgrind.{n}.{os.getpid()}.{time.monotonic_ns()}"
+    ids = ["-u", "vtp", "-g", "vtp", "-U", "vtp", "-G", "vtp"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen(["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660", *ids, "--", "/usr/bin/valgrind",
+                             "--tool=callgrind", f"--callgrind-out-file={out}", str(stack.bin_dir / "vtp-api")],
+                            env=dict(stack.env, VTP_API_THREADS="1"), cwd=stack.dir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # valgrind starts slowly; the first answer says vtp-api is serving
+            try:
+                head = fcgi_get(sock, path, query, authorization)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "vtp-api under valgrind did not start"
+                time.sleep(0.2)
+        assert head.startswith("Status: 200") or "X-Accel-Redirect" in head, head
+        for _ in range(n - 1):
+            again = fcgi_get(sock, path, query, authorization)
+            assert again.split("\r\n")[0] == head.split("\r\n")[0], again
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    if keep:  # for callgrind_annotate
+        shutil.copy2(out, Path(keep) / out.name)
+    totals = re.search(r"^(?:summary|totals):\s+(\d+)", out.read_text(), re.M)
+    return int(totals.group(1))
+
+
+def callgrind(stack, args, rid, seg_path, token):
+    n = args.callgrind
+    print(f"api bench --callgrind: vtp-api instructions per request (release build, 1 thread), from runs of 1 and "
+          f"{1 + n} requests; load average: {os.getloadavg()[0]:.2f}")
+    seg = urllib.parse.urlsplit(seg_path)
+    for name, path, query, authorization in (
+            ("GET /recordings/{id}", f"/api/v1/recordings/{rid}", "", f"Bearer {token}"),
+            ("GET segment (?token=)", seg.path, seg.query, None)):
+        one = callgrind_total(stack, 1, path, query, authorization, args.callgrind_keep)
+        many = callgrind_total(stack, 1 + n, path, query, authorization, args.callgrind_keep)
+        print(f"  {name:34s} {(many - one) / n:10.0f} instructions/request  (totals {one} and {many})")
 
 
 def run(stack, args):
@@ -191,6 +288,9 @@ def run(stack, args):
     db = connect(stack.database_url)
     db.cursor().execute("UPDATE recordings SET status = 'ready' WHERE id = %s", (rid,))
     db.close()
+    if args.callgrind:
+        callgrind(stack, args, rid, seg_path, token)
+        return
     get_body = requests.get(f"{base}/api/v1/recordings/{rid}", headers=hdr).content
     list_body = requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).content
     assert len(requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).json()["items"]) == 20

@@ -22,39 +22,39 @@ int route_is_uuid(const char *s)
 
 int route_match(const char *pattern, const char *path, const char **params, char **storage)
 {
-	char *copy = xstrdup(path);
-	char *ends[HTTP_MAX_PARAMS];
+	size_t starts[HTTP_MAX_PARAMS], lens[HTTP_MAX_PARAMS];
 	const char *p = pattern;
-	char *s = copy;
+	const char *s = path;
 	int n = 0;
+	*storage = NULL;
+	/* Matched on the path itself: most requests try many routes before
+	 * theirs, and only the matching one needs a copy for its parameters. */
 	while (*p || *s) {
 		/* Both must be at the start of a segment. */
 		if (*p != '/' || *s != '/')
-			goto no;
+			return 0;
 		p++;
 		s++;
 		size_t p_len = strcspn(p, "/"), s_len = strcspn(s, "/");
 		if (p[0] == '{') {
 			if (s_len == 0 || n >= HTTP_MAX_PARAMS)
-				goto no;
-			params[n] = s;
-			ends[n++] = s + s_len;
+				return 0;
+			starts[n] = (size_t)(s - path);
+			lens[n++] = s_len;
 		} else if (p_len != s_len || memcmp(p, s, p_len) != 0) {
-			goto no;
+			return 0;
 		}
 		p += p_len;
 		s += s_len;
 	}
-	/* Cut the parameters out of the copy only now: their '/' separated
-	 * the segments while matching. */
-	for (int i = 0; i < n; i++)
-		*ends[i] = '\0';
+	/* The parameters are cut out of a copy (caller frees *storage). */
+	char *copy = xstrdup(path);
+	for (int i = 0; i < n; i++) {
+		copy[starts[i] + lens[i]] = '\0';
+		params[i] = copy + starts[i];
+	}
 	*storage = copy;
 	return 1;
-no:
-	free(copy);
-	*storage = NULL;
-	return 0;
 }
 
 /* Reads the body into ctx->req.body, at most limit bytes. Returns 0, 1 when
@@ -141,6 +141,9 @@ static const struct route *find_route(struct vtp_ctx *ctx)
 	return found;
 }
 
+/* Each FastCGI thread keeps its own: no locks on the request path. */
+static _Thread_local struct vtp_auth_cache auth_cache;
+
 static int authenticate(struct vtp_ctx *ctx)
 {
 	const char *token = vtp_auth_bearer(ctx->req.authorization);
@@ -149,7 +152,7 @@ static int authenticate(struct vtp_ctx *ctx)
 		http_problem(ctx, 401, "unauthorized", "an Authorization: Bearer token is required");
 		return -1;
 	}
-	if (vtp_auth_verify(&ctx->app->auth, token, time(NULL), &ctx->who, &reason) < 0) {
+	if (vtp_auth_verify_cached(&ctx->app->auth, &auth_cache, token, time(NULL), &ctx->who, &reason) < 0) {
 		http_problem(ctx, 401, "unauthorized", "invalid token: %s", reason);
 		return -1;
 	}

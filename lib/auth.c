@@ -7,10 +7,15 @@
 #include <json-c/json.h>
 #include <jwt.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* Distinguishes key sets for caches; vtp_auth_init runs before any thread starts,
+ * but the counter is atomic so that a future reload needs no more care. */
+static unsigned long auth_generation;
 
 static const char *const role_names[] = {"student", "instructor", "admin"};
 
@@ -56,6 +61,7 @@ int vtp_auth_init(struct vtp_auth *auth, const struct vtp_config *cfg, char **er
 {
 	memset(auth, 0, sizeof *auth);
 	*error = NULL;
+	auth->generation = __atomic_add_fetch(&auth_generation, 1, __ATOMIC_RELAXED);
 	snprintf(auth->alg, sizeof auth->alg, "%s", cfg->jwt_alg);
 	if (cfg->jwt_issuer && *cfg->jwt_issuer)
 		auth->issuer = xstrdup(cfg->jwt_issuer);
@@ -226,8 +232,10 @@ static int audience_matches(json_object *claims, const char *audience)
 	return 0;
 }
 
-int vtp_auth_verify(const struct vtp_auth *auth, const char *token, time_t now, struct vtp_principal *who,
-		    const char **reason)
+/* vtp_auth_verify(), also giving the token's exp and nbf (INT64_MIN when absent)
+ * when it is accepted. */
+static int verify_full(const struct vtp_auth *auth, const char *token, time_t now, struct vtp_principal *who,
+		       const char **reason, int64_t *exp_out, int64_t *nbf_out)
 {
 	json_object *header = NULL, *claims = NULL;
 	jwt_t *jwt = NULL;
@@ -291,6 +299,8 @@ int vtp_auth_verify(const struct vtp_auth *auth, const char *token, time_t now, 
 		*reason = "token not yet valid";
 		goto out;
 	}
+	*exp_out = exp;
+	*nbf_out = has > 0 ? nbf : INT64_MIN;
 	if (get_string_claim(claims, "sub", who->sub, sizeof who->sub) <= 0) {
 		*reason = "token needs a sub claim of 1 to 200 characters";
 		goto out;
@@ -326,6 +336,71 @@ out:
 	if (ret < 0)
 		memset(who, 0, sizeof *who);
 	return ret;
+}
+
+int vtp_auth_verify(const struct vtp_auth *auth, const char *token, time_t now, struct vtp_principal *who,
+		    const char **reason)
+{
+	int64_t exp, nbf;
+	return verify_full(auth, token, now, who, reason, &exp, &nbf);
+}
+
+/* Compares in time independent of where the bytes differ, so that response
+ * times do not tell a client how much of another user's cached token it guessed. */
+static bool same_bytes(const char *a, const char *b, size_t len)
+{
+	unsigned char diff = 0;
+	for (size_t i = 0; i < len; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+/* exp and nbf exactly as verify_full() checks them. */
+static bool slot_in_time(const struct vtp_auth_cache_slot *slot, time_t now)
+{
+	return (int64_t)now <= slot->exp + VTP_AUTH_SKEW_S &&
+	       (slot->nbf == INT64_MIN || slot->nbf <= (int64_t)now + VTP_AUTH_SKEW_S);
+}
+
+int vtp_auth_verify_cached(const struct vtp_auth *auth, struct vtp_auth_cache *cache, const char *token, time_t now,
+			   struct vtp_principal *who, const char **reason)
+{
+	if (cache->auth != auth || cache->generation != auth->generation) {
+		memset(cache, 0, sizeof *cache);
+		cache->auth = auth;
+		cache->generation = auth->generation;
+	}
+	size_t len = token ? strnlen(token, VTP_AUTH_CACHE_TOKEN_MAX) : 0;
+	bool cacheable = len > 0 && len < VTP_AUTH_CACHE_TOKEN_MAX;
+	for (unsigned i = 0; cacheable && i < VTP_AUTH_CACHE_SLOTS; i++) {
+		struct vtp_auth_cache_slot *slot = &cache->slot[i];
+		if (slot->len != len || !same_bytes(slot->token, token, len))
+			continue;
+		if (!slot_in_time(slot, now)) {
+			/* Expired (or the clock went back before nbf): the full
+			 * check below gives the client the reason. */
+			slot->len = 0;
+			break;
+		}
+		*who = slot->who;
+		*reason = NULL;
+		cache->hits++;
+		return 0;
+	}
+	cache->misses++;
+	int64_t exp, nbf;
+	if (verify_full(auth, token, now, who, reason, &exp, &nbf) < 0)
+		return -1;
+	if (cacheable) {
+		struct vtp_auth_cache_slot *slot = &cache->slot[cache->next];
+		cache->next = (cache->next + 1) % VTP_AUTH_CACHE_SLOTS;
+		memcpy(slot->token, token, len);
+		slot->len = len;
+		slot->exp = exp;
+		slot->nbf = nbf;
+		slot->who = *who;
+	}
+	return 0;
 }
 
 char *vtp_auth_sign(const struct vtp_auth *auth, const char *sub, const char *role, const char *name, long ttl,

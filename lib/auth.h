@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 /* Tokens longer than this are refused before any decoding (libjwt uses alloca). */
@@ -29,6 +30,28 @@ struct vtp_auth {
 	size_t sign_key_len;
 	char *issuer;		 /* NULL: not checked */
 	char *audience;		 /* NULL: not checked */
+	unsigned long generation; /* new for every vtp_auth_init: caches made under other keys are void */
+};
+
+/* Tokens verified before, remembered so that a client sending the same bearer
+ * token again costs a compare, not a signature check. One per thread (no locks):
+ * zero-initialise it; it holds no heap memory. Only verified tokens enter it. */
+#define VTP_AUTH_CACHE_SLOTS 8
+#define VTP_AUTH_CACHE_TOKEN_MAX 1024 /* longer tokens are verified every time */
+
+struct vtp_auth_cache_slot {
+	size_t len; /* 0: empty */
+	int64_t exp, nbf;
+	struct vtp_principal who;
+	char token[VTP_AUTH_CACHE_TOKEN_MAX];
+};
+
+struct vtp_auth_cache {
+	const struct vtp_auth *auth; /* the keys the slots were verified with */
+	unsigned long generation;
+	unsigned next; /* round robin: the slot the next new token replaces */
+	unsigned long hits, misses;
+	struct vtp_auth_cache_slot slot[VTP_AUTH_CACHE_SLOTS];
 };
 
 /* Loads keys as cfg says. Returns 0, or -1 with *error set (caller frees).
@@ -43,6 +66,12 @@ const char *vtp_auth_bearer(const char *header);
  * a short static explanation fit to show the client. */
 int vtp_auth_verify(const struct vtp_auth *auth, const char *token, time_t now, struct vtp_principal *who,
 		    const char **reason);
+
+/* vtp_auth_verify() through cache: a byte-identical token verified before
+ * under the same keys is accepted again without its signature being checked,
+ * while now is within its exp and nbf (with the same skew). Same results. */
+int vtp_auth_verify_cached(const struct vtp_auth *auth, struct vtp_auth_cache *cache, const char *token, time_t now,
+			   struct vtp_principal *who, const char **reason);
 
 /* Signs a token for sub/role valid for ttl seconds from now. name may be NULL.
  * Returns a new string (caller frees) or NULL with *error set (caller frees). */
