@@ -50,6 +50,9 @@ static void never_opens_another(void **state)
 	assert_int_equal(url_token_check(&cfg, ID, "download:mp4", t, 0), URL_TOKEN_INVALID);
 	assert_int_equal(url_token_check(&other_key, ID, "stream", t, 0), URL_TOKEN_INVALID);
 	assert_int_equal(url_token_check(&own_key, ID, "stream", t, 0), URL_TOKEN_INVALID);
+	/* Each thread keeps its last derived key: another secret derives anew, and so does the first one again. */
+	assert_int_equal(url_token_check(&cfg, ID, "stream", t, 0), URL_TOKEN_OK);
+	assert_int_equal(url_token_check(&other_key, ID, "stream", t, 0), URL_TOKEN_INVALID);
 	/* A changed expiry invalidates the signature. */
 	char *later = strdup(t);
 	later[0] = (char)(later[0] == '2' ? '3' : '2');
