@@ -82,6 +82,42 @@ def socket_drops(first, last):
     return drops
 
 
+def child_socket_inodes(pid):
+    """The socket inodes held by pid's children (the recorders: their relay and libavformat's loopback sockets)."""
+    inodes = set()
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += (task / "children").read_text().split()
+    for kid in kids:
+        try:
+            for fd in Path(f"/proc/{kid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            pass
+    return inodes
+
+
+def inode_drops(inodes):
+    """Datagrams the kernel dropped on the UDP sockets with these inodes because they were full."""
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    drops += int(cols[-1])
+    return drops
+
+
+def relay_lost(db, queue):
+    """RTP packets the recorders' relays counted as lost (RFC 3550), summed over every stream."""
+    with db.cursor() as cur:
+        cur.execute("SELECT progress_detail FROM jobs WHERE queue = %s", (queue,))
+        return sum(st.get("lost", 0) for (d,) in cur.fetchall() if d for st in d.get("streams", []))
+
+
 def run(stack, db, source, sent, n, base_port, tmp):
     api = stack.frontends["nginx"] + "/api/v1"
     headers = {"Authorization": "Bearer " + make_token(stack, f"bench-{uuid.uuid4().hex[:8]}", "instructor")}
@@ -123,6 +159,10 @@ def run(stack, db, source, sent, n, base_port, tmp):
     wall = time.monotonic() - t0
     time.sleep(1)
     drops = socket_drops(base_port, base_port + 4 * n)
+    # The relay hands each datagram on to libavformat over loopback: drops there are ours too.
+    inner_drops = inode_drops(child_socket_inodes(worker.pid))
+    time.sleep(1.2)  # one more health report after the last packet
+    rtp_lost = relay_lost(db, queue)
     stop_at = time.monotonic()
     for rid, _, _ in recs:
         r = requests.post(f"{api}/recordings/{rid}/stop", headers=headers, timeout=10)
@@ -151,7 +191,7 @@ def run(stack, db, source, sent, n, base_port, tmp):
         lost_a += max(0, sent[1] - a)
         worst = max(worst, abs(sent[2] - d))
     return {"n": n, "wall": wall, "cpu": cpu, "lost_v": lost_v, "lost_a": lost_a, "worst_dur": worst,
-            "finalised": finalised, "drops": drops}
+            "finalised": finalised, "drops": drops, "inner_drops": inner_drops, "rtp_lost": rtp_lost}
 
 
 def main():
@@ -180,7 +220,8 @@ def main():
                 print(f"N={n:3d}: worker CPU {res['cpu']:6.1f} s over {res['wall']:5.1f} s = {per:5.1f} % of a core"
                       f" per recording ({per / base:.2f}x baseline N={counts[0]}); frames lost {res['lost_v']} video"
                       f" + {res['lost_a']} audio of {frames} ({(res['lost_v'] + res['lost_a']) / frames * 100:.3f} %),"
-                      f" datagrams dropped by full sockets {res['drops']};"
+                      f" datagrams dropped by full sockets {res['drops']} on the SDP ports,"
+                  f" {res['inner_drops']} on all the recorders' sockets; RTP packets lost {res['rtp_lost']};"
                       f" worst duration error {res['worst_dur']:.2f} s; all {n} stopped and joined in"
                       f" {res['finalised']:.1f} s; load {os.getloadavg()[0]:.2f}")
         db.close()

@@ -2,6 +2,7 @@
  * libavformat, remuxed without re-encoding into crash-safe Matroska parts, and joins the parts on stop. */
 #include "kinds.h"
 #include "record_fill.h"
+#include "rtp_relay.h"
 
 #include "../lib/db.h"
 #include "../lib/log.h"
@@ -55,6 +56,7 @@ struct recorder {
 	char *parts_dir; /* STORAGE_PATH/<id>/parts */
 	int next_part;	 /* number of the next part file */
 	AVFormatContext *in;
+	struct rtp_relay *relay; /* source type sdp: what binds the SDP's ports and counts loss and jitter */
 	int video;	 /* input index of the video stream, -1 */
 	int64_t t0;	 /* first packet's dts (µs): the recording's zero */
 	int64_t last_dts[MAX_STREAMS];
@@ -292,6 +294,11 @@ static json_object *health_json(struct recorder *r, double elapsed_s)
 		json_object_object_add(s, "bit_rate",
 				       json_object_new_int64(span > 0 ? (int64_t)((double)(r->bytes[i] - r->bytes_then[i]) * 8 / span) : 0));
 		r->bytes_then[i] = r->bytes[i];
+		struct rtp_stream_stats rs;
+		if (r->relay && rtp_relay_stats(r->relay, r->in->streams[i]->id, &rs) == 0) {
+			json_object_object_add(s, "lost", json_object_new_int64(rs.lost));
+			json_object_object_add(s, "jitter_ms", json_object_new_double(round(rs.jitter_ms * 10) / 10));
+		}
 		if (r->last_key_wall[i] > 0)
 			json_object_object_add(s, "last_keyframe_age_s",
 					       json_object_new_double(round((double)(now - r->last_key_wall[i]) / 1e5) / 10));
@@ -454,29 +461,9 @@ static int record_interrupt_cb(void *opaque)
 	return r->last_packet && (max_reached(r, now) || inactive(r, now));
 }
 
-/* The first UDP port of the SDP's m= lines (or its RTCP port, +1) that cannot be bound, or 0. */
-static int sdp_port_in_use(const char *sdp)
-{
-	for (const char *line = sdp; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-		int port;
-		char media[16];
-		if (sscanf(line, "m=%15s %d", media, &port) != 2 || port <= 0 || port > 65534)
-			continue;
-		for (int p = port; p <= port + 1; p++) {
-			int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-			struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
-			sa.sin_addr.s_addr = htonl(INADDR_ANY);
-			int busy = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno == EADDRINUSE;
-			if (fd >= 0)
-				close(fd);
-			if (busy)
-				return p;
-		}
-	}
-	return 0;
-}
-
-/* Opens the source. The SDP goes to a file in the recording's folder (the sdp demuxer reads a file). */
+/* Opens the source. An SDP's ports are bound by our relay (loss and jitter are counted there: libavformat keeps
+ * its RTP statistics private); libavformat reads the relay's loopback copy, described by a rewritten SDP that goes
+ * to a file in the recording's folder (the sdp demuxer reads a file). */
 static int open_source(struct recorder *r, const AVIOInterruptCB *interrupt)
 {
 	json_object *v;
@@ -502,13 +489,25 @@ static int open_source(struct recorder *r, const AVIOInterruptCB *interrupt)
 	/* Reordering waits for late packets this long. */
 	r->in->max_delay = 500000;
 	if (type && strcmp(type, "sdp") == 0 && sdp) {
+		char *local_sdp = NULL;
+		int busy;
+		r->relay = rtp_relay_start(sdp, &local_sdp, &busy);
+		if (!r->relay) {
+			if (busy)
+				job_error(r->job, "cannot bind the ports named in the SDP: UDP port %d is in use", busy);
+			else
+				job_error(r->job, "cannot bind the ports named in the SDP: %s", strerror(errno));
+			return -1;
+		}
 		sdp_path = storage_path(r->cfg, r->job->recording_id, "source.sdp");
 		FILE *f = sdp_path ? fopen(sdp_path, "we") : NULL;
-		if (!f || fputs(sdp, f) < 0 || fclose(f) != 0) {
+		if (!f || fputs(local_sdp, f) < 0 || fclose(f) != 0) {
 			job_error(r->job, "cannot write the SDP file: %s", strerror(errno));
+			free(local_sdp);
 			free(sdp_path);
 			return -1;
 		}
+		free(local_sdp);
 		ifmt = av_find_input_format("sdp");
 		open_url = sdp_path;
 		av_dict_set(&opts, "protocol_whitelist", "file,udp,rtp", 0);
@@ -552,11 +551,7 @@ static int open_source(struct recorder *r, const AVIOInterruptCB *interrupt)
 		r->in = NULL;
 		if (err == AVERROR_EXIT)
 			return 1; /* stopped, or nothing came within the inactivity limit */
-		int busy = sdp ? sdp_port_in_use(sdp) : 0;
-		if (busy)
-			job_error(r->job, "cannot bind the ports named in the SDP: UDP port %d is in use", busy);
-		else
-			job_error(r->job, "cannot open the source: %s", av_err2str(err));
+		job_error(r->job, "cannot open the source: %s", av_err2str(err));
 		return -1;
 	}
 	return 0;
@@ -964,6 +959,10 @@ int record_run(struct job *job)
 				break;
 			}
 		}
+		/* The final counts stay in the job's progress_detail: the last report may be a while old (a quiet
+		 * source leaves av_read_frame() waiting for up to 10 s). */
+		if (r.first_packet)
+			report_health(&r, (double)(av_gettime_relative() - r.first_packet) / 1e6, av_gettime_relative());
 		if (part_close(&r) < 0) {
 			job_error(job, "cannot finish the last part: %s", strerror(r.part.written_error ?: EIO));
 			goto out;
@@ -971,6 +970,8 @@ int record_run(struct job *job)
 	}
 	if (r.in)
 		avformat_close_input(&r.in);
+	rtp_relay_stop(r.relay);
+	r.relay = NULL;
 	if (job_stop_requested() && reason == END_STOP && !stop_is_final(&r)) {
 		/* The worker is shutting down: hand the job back; the next attempt appends parts. */
 		job_error(job, "the worker stopped; %d part(s) kept, the next attempt continues", r.next_part - 1);
@@ -1010,6 +1011,7 @@ out:
 		part_close(&r);
 	if (r.in)
 		avformat_close_input(&r.in);
+	rtp_relay_stop(r.relay);
 	av_packet_free(&pkt);
 	free(r.parts_dir);
 	if (r.db_open)

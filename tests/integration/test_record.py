@@ -11,15 +11,18 @@ file covers what was recorded before and after, and the recording notes the gap)
 hands the recording over without losing the first part; an RTMP encoder pushes to a listening
 recorder, and so do an SRT caller (MPEG-TS, AAC) and an RTSP encoder (ANNOUNCE/RECORD); a muted
 microphone's gaps are filled with silence up to the video's end; the health is in GET /recordings/{id}
-while the recorder runs. Streams are 5-15 s long; test_record_long.py has the long scenarios."""
+while the recorder runs, with RTP loss and jitter counted by the recorder's relay (a UDP forwarder in the
+test drops every 10th video datagram: the loss reported matches). Streams are 5-15 s long; test_record_long.py has the long scenarios."""
 
 import json
 import os
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -236,6 +239,9 @@ def test_rtp_recording_is_remuxed_published_and_probed(stack, db, workers, video
     assert kinds["video"]["codec"] == video and kinds["audio"]["codec"] == "opus", health
     for st in health["streams"]:
         assert st["packets"] > 0 and st["bytes"] > 0 and st["bit_rate"] > 0 and "last_keyframe_age_s" in st, st
+        # A clean local stream: nothing lost. Jitter is the sender's (it encodes in real time on a loaded
+        # machine, tens of ms at worst); a wrong clock rate or unit would be 10-1000 times off.
+        assert st["lost"] == 0 and 0 <= st["jitter_ms"] < 100, st
     # The same report in the API while it records.
     got = poll("health in GET /recordings/{id}",
                lambda: (b := rec.client.get(f"{API}/recordings/{rec.id}").json())["health"] and b, timeout=10)
@@ -480,3 +486,66 @@ def test_rtsp_push_to_a_listening_recorder(stack, db, workers):
     pushed_recording(stack, db, workers, port, f"rtsp://127.0.0.1:{port}/live/class?listen",
                      ["ffmpeg", *FFMPEG_LOG, *ENCODE_5S, "-c:a", "libopus", "-f", "rtsp", "-rtsp_transport", "tcp",
                       f"rtsp://127.0.0.1:{port}/live/class"], ["h264", "opus"])
+
+
+class DroppingForwarder:
+    """A UDP forwarder between a sender and the recorder's RTP/RTCP port pair that drops every `every`-th RTP
+    datagram (a real network fault on loopback) and passes RTCP on."""
+
+    def __init__(self, to_port, every):
+        self.to_port, self.every = to_port, every
+        self.port = free_udp_pairs(1)[0]
+        self.rtp, self.rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+        self.rtp.bind(("127.0.0.1", self.port))
+        self.rtcp.bind(("127.0.0.1", self.port + 1))
+        self.forwarded = self.dropped = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.is_set():
+            ready, _, _ = select.select([self.rtp, self.rtcp], [], [], 0.1)
+            for sock in ready:
+                data = sock.recv(65536)
+                if sock is self.rtp:
+                    if (self.forwarded + self.dropped + 1) % self.every == 0:
+                        self.dropped += 1
+                    else:
+                        self.forwarded += 1
+                        self.rtp.sendto(data, ("127.0.0.1", self.to_port))
+                else:
+                    self.rtcp.sendto(data, ("127.0.0.1", self.to_port + 1))
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        self.rtp.close()
+        self.rtcp.close()
+
+
+def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    rec.start_worker()
+    rec.wait_listening()
+    fwd = DroppingForwarder(rec.vport, every=10)
+    try:
+        # The video goes through the forwarder; the audio straight to the recorder.
+        proc = sender(fwd.port, rec.aport, 8)
+        # While it records, the API shows the loss.
+        poll("loss in GET /recordings/{id}", lambda: (h := rec.client.get(f"{API}/recordings/{rec.id}").json()["health"])
+             and [st for st in h["streams"] if st["type"] == "video" and st["lost"] > 0], timeout=15)
+        _, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0, err.decode()
+        assert fwd.dropped > 10, (fwd.dropped, fwd.forwarded)
+        time.sleep(0.5)
+        row = rec.stop()
+        assert row["state"] == "succeeded" and row["status"] == "processing", row
+        # The recorder's last report, written when it stopped, counts every drop (but one at the very end,
+        # which RFC 3550 cannot see: it counts up to the highest sequence number received).
+        got = {st["type"]: st for st in rec.detail()["streams"]}
+        assert fwd.dropped - 1 <= got["video"]["lost"] <= fwd.dropped, (got, fwd.dropped)
+        assert got["video"]["jitter_ms"] >= 0, got
+        assert got["audio"]["lost"] == 0 and 0 <= got["audio"]["jitter_ms"] < 100, got
+    finally:
+        fwd.close()

@@ -1,0 +1,176 @@
+/* test_rtp_relay.c: unit tests of the record job's RTP relay (worker/rtp_relay.c) over real loopback sockets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "../../worker/rtp_relay.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* A free even port P with P+1 free too (both probed and closed). */
+static int free_pair(void)
+{
+	for (int p = 42000 + (getpid() % 4000) * 2; p < 65000; p += 2) {
+		int ok = 1;
+		for (int k = 0; k < 2 && ok; k++) {
+			int fd = socket(AF_INET, SOCK_DGRAM, 0);
+			struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(p + k))};
+			ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+			close(fd);
+		}
+		if (ok)
+			return p;
+	}
+	return -1;
+}
+
+static int bound_loopback(int port)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	return fd;
+}
+
+static void send_to(int fd, int port, const uint8_t *buf, size_t len)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(sendto(fd, buf, len, 0, (struct sockaddr *)&sa, sizeof sa), (ssize_t)len);
+}
+
+/* Reads one datagram within 2 s; its length, -1 on timeout. */
+static ssize_t recv_within(int fd, uint8_t *buf, size_t size)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	return poll(&p, 1, 2000) == 1 ? recv(fd, buf, size, 0) : -1;
+}
+
+static void rtp_packet(uint8_t *p, uint8_t pt, uint16_t seq, uint32_t ts)
+{
+	memset(p, 0, 40);
+	p[0] = 0x80;
+	p[1] = pt;
+	p[2] = (uint8_t)(seq >> 8);
+	p[3] = (uint8_t)seq;
+	for (int i = 0; i < 4; i++)
+		p[4 + i] = (uint8_t)(ts >> (24 - 8 * i));
+	p[8] = 0x12; /* SSRC 0x12345678 */
+	p[9] = 0x34;
+	p[10] = 0x56;
+	p[11] = 0x78;
+	p[12] = (uint8_t)seq; /* a payload that differs per packet */
+}
+
+/* Sequence numbers that wrap past 65535, two packets dropped, RTCP too: each datagram arrives unchanged at
+ * the loopback port of the rewritten SDP; lost counts the two; jitter follows RFC 3550 A.8. */
+static void test_counts_loss_across_the_wrap_and_forwards_unchanged(void **state)
+{
+	(void)state;
+	int port = free_pair();
+	assert_true(port > 0);
+	char sdp[512];
+	snprintf(sdp, sizeof sdp,
+		 "v=0\r\no=- 0 0 IN IP4 10.1.2.3\r\ns=t\r\nc=IN IP4 10.1.2.3\r\nt=0 0\r\n"
+		 "m=audio %d RTP/AVPF 100\r\na=rtcp:%d\r\na=rtpmap:100 opus/48000/2\r\na=recvonly\r\n",
+		 port, port + 1);
+	char *local = NULL;
+	int busy = -1;
+	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
+	assert_non_null(relay);
+	int local_port = 0;
+	const char *m = strstr(local, "m=audio ");
+	assert_non_null(m);
+	assert_int_equal(sscanf(m, "m=audio %d RTP/AVPF 100\r\n", &local_port), 1);
+	assert_int_not_equal(local_port, port);
+	assert_non_null(strstr(local, "\r\nc=IN IP4 127.0.0.1\r\n"));
+	char rtcp_line[32];
+	snprintf(rtcp_line, sizeof rtcp_line, "\r\na=rtcp:%d\r\n", local_port + 1);
+	assert_non_null(strstr(local, rtcp_line));
+	assert_non_null(strstr(local, "\r\na=rtpmap:100 opus/48000/2\r\na=recvonly\r\n"));
+
+	int rx = bound_loopback(local_port), rx_rtcp = bound_loopback(local_port + 1);
+	int tx = socket(AF_INET, SOCK_DGRAM, 0);
+	uint8_t pkt[40], got[100];
+	double expect_jitter = 0; /* in ms; the datagrams arrive microseconds apart, so transit differences are the
+				   * timestamp steps */
+	uint32_t ts = 1000, last_ts = 0;
+	int sent = 0;
+	for (int i = 0; i < 16; i++) {
+		uint16_t seq = (uint16_t)(65530 + i);
+		ts += 960;
+		if (seq == 65534 || seq == 3)
+			continue; /* lost on the way */
+		rtp_packet(pkt, 100, seq, ts);
+		send_to(tx, port, pkt, sizeof pkt);
+		if (sent++ > 0)
+			expect_jitter += ((double)(ts - last_ts) / 48.0 - expect_jitter) / 16.0;
+		last_ts = ts;
+		assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+		assert_memory_equal(got, pkt, sizeof pkt);
+	}
+	/* a packet of another payload type (say, RTX) is forwarded but not counted */
+	rtp_packet(pkt, 101, 500, 0);
+	send_to(tx, port, pkt, sizeof pkt);
+	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+	uint8_t sr[28] = {0x80, 200, 0, 6};
+	send_to(tx, port + 1, sr, sizeof sr);
+	assert_int_equal(recv_within(rx_rtcp, got, sizeof got), (ssize_t)sizeof sr);
+	assert_memory_equal(got, sr, sizeof sr);
+
+	struct rtp_stream_stats st;
+	assert_int_equal(rtp_relay_stats(relay, 0, &st), 0);
+	assert_true(st.known);
+	assert_int_equal(st.received, 14);
+	assert_int_equal(st.lost, 2);
+	assert_true(fabs(st.jitter_ms - expect_jitter) < 2.0);
+	assert_int_equal(rtp_relay_stats(relay, 1, &st), -1);
+
+	rtp_relay_stop(relay);
+	free(local);
+	close(rx);
+	close(rx_rtcp);
+	close(tx);
+}
+
+/* A port of the SDP that is taken (the RTCP one here) is named. */
+static void test_a_port_in_use_is_named(void **state)
+{
+	(void)state;
+	int port = free_pair();
+	assert_true(port > 0);
+	int holder = bound_loopback(port + 1);
+	char sdp[256];
+	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", port);
+	char *local = (char *)"unchanged";
+	int busy = 0;
+	assert_null(rtp_relay_start(sdp, &local, &busy));
+	assert_null(local);
+	assert_int_equal(busy, port + 1);
+	close(holder);
+	/* and once it is free, the relay binds it */
+	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
+	assert_non_null(relay);
+	rtp_relay_stop(relay);
+	free(local);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_counts_loss_across_the_wrap_and_forwards_unchanged),
+		cmocka_unit_test(test_a_port_in_use_is_named),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
