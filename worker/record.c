@@ -778,9 +778,16 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 			/* The gap before this audio packet, and the audio that is by now missing behind the video. */
 			err = 0;
 			for (unsigned a = 0; a < out->nb_streams && !err; a++)
-				if (silence[a].pkt)
-					err = fill_silence(out, (int)a, &silence[a], &audio_end[a], &last_dts[a],
-							   (int)a == o ? dts : dts - FILL_LAG_US, &filled);
+				if (silence[a].pkt &&
+				    (err = fill_silence(out, (int)a, &silence[a], &audio_end[a], &last_dts[a],
+							(int)a == o ? dts : dts - FILL_LAG_US, &filled)) < 0 &&
+				    !(out->pb && out->pb->error)) {
+					/* Not the disk: keep the recording, without filling this stream's gaps. */
+					log_warn("recording %s: stream %u: silence cannot be filled: %s", r->job->recording_id,
+						 a, av_err2str(err));
+					silence_free(&silence[a]);
+					err = 0;
+				}
 			if (audio && dts + dur > audio_end[o])
 				audio_end[o] = dts + dur;
 			if (!audio && dur <= 0 && last_dts[o] != INT64_MIN && dts - last_dts[o] < 1000000)
