@@ -53,7 +53,9 @@ CREATE TRIGGER jobs_transcode_release AFTER UPDATE OF state ON jobs
 
 -- The ladder that follows the playable step is not queued again when one is already published, queued or
 -- running for the recording (an admin's retry of the playable job after the ladder; a ladder asked for by
--- POST .../transcode while the playable job ran: its profiles are the ones wanted).
+-- POST .../transcode while the playable job ran: its profiles are the ones wanted). Nor is the playable step
+-- when a ladder is already published, queued or running (asked for before the probe ended): the two would
+-- write hls/ at the same time, and the ladder is what was asked for.
 CREATE OR REPLACE FUNCTION vtp_pipeline_next(rec uuid, after_step text) RETURNS integer LANGUAGE sql AS $$
     WITH queued AS (
         INSERT INTO jobs (kind, recording_id, priority, payload)
@@ -61,7 +63,7 @@ CREATE OR REPLACE FUNCTION vtp_pipeline_next(rec uuid, after_step text) RETURNS 
           FROM pipeline_steps s
           JOIN recordings r ON r.id = rec AND r.deleted_at IS NULL
          WHERE s.after = after_step
-           AND NOT (s.kind = 'transcode' AND after_step = 'playable'
+           AND NOT (s.kind IN ('transcode', 'playable')
                     AND (EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(r.renditions, '[]'::jsonb)) e
                                   WHERE e ->> 'name' <> 'quick')
                          OR EXISTS (SELECT 1 FROM jobs j WHERE j.recording_id = rec AND j.kind = 'transcode'

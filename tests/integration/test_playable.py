@@ -401,3 +401,21 @@ def test_a_ladder_asked_for_while_the_playable_job_runs_waits_for_it(stack, db, 
     assert [k for k in queued_kinds(db, rid) if k[0] == "transcode"] == [("transcode", "succeeded")], \
         queued_kinds(db, rid)
     assert [u for _, u in variants(hls)] == ["360p/index.m3u8"], variants(hls)
+
+
+def test_a_ladder_asked_for_before_the_probe_ends_replaces_the_playable_step(stack, db, owner, tmp_path):
+    # POST .../transcode right after the upload: the probe then queues no playable job (both would write hls/
+    # at once), and the ladder asked for is the only one.
+    src = make(tmp_path / "early.mp4", "320x180", seconds=4, args=[*H264, "-g", "30"])
+    c = Client(stack.frontends["nginx"], owner[1])
+    rid = assert_json(upload(c, src.read_bytes(), "video/mp4"), 201)["id"]
+    asked = assert_json(c.post(f"{API}/recordings/{rid}/transcode", {"profiles": ["360p"]}), 202)
+    probe = only_job(db, rid, "probe")
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
+    kinds = queued_kinds(db, rid)
+    assert ("playable", "queued") not in kinds and [k for k in kinds if k[0] == "transcode"] == [
+        ("transcode", "queued")], kinds
+    with db.cursor() as cur:
+        cur.execute("SELECT run_at <= now() FROM jobs WHERE id = %s", (asked["job"]["id"],))
+        assert cur.fetchone()[0] is True  # not held: no playable job to wait for
