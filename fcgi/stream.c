@@ -12,6 +12,8 @@
 #include "hls_names.h"
 
 #include <ctype.h>
+#include <stdbool.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +27,26 @@
 #define STREAM_TOKEN_MAX_S 86400
 
 /* Reads a playlist of the recording's hls/ folder and answers it with every
- * URI given ?token=: lines that are not tags, and URI="..." attributes. */
-static void answer_playlist(struct vtp_ctx *ctx, const char *name, const char *token)
+ * URI given ?token=: lines that are not tags, and URI="..." attributes. A
+ * missing master is "not ready" (409), a missing media playlist 404. */
+static void answer_playlist(struct vtp_ctx *ctx, const char *name, const char *token, bool master)
 {
 	char *path = storage_path(&ctx->app->cfg, ctx->params[0], name), line[4096];
 	FILE *f = path ? fopen(path, "re") : NULL;
+	if (!f && path && errno == ENOENT) {
+		/* The database listed a rendition whose files are gone (a failed
+		 * attempt of the playable job removes them before its failure is
+		 * recorded): the stream is not ready, nothing is broken. */
+		log_warn("recording %s: %s is missing", ctx->params[0], name);
+		if (master)
+			http_problem(ctx, 409, "stream_not_ready", "the recording has no playable rendition yet; try again later");
+		else
+			http_problem(ctx, 404, "rendition_not_found", "the recording has no rendition %s", ctx->params[1]);
+		free(path);
+		return;
+	}
 	if (!f) {
-		log_error("recording %s: %s is missing", ctx->params[0], name);
+		log_error("recording %s: %s cannot be read: %s", ctx->params[0], name, strerror(errno));
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");
 		free(path);
 		return;
@@ -93,7 +108,7 @@ void stream_master_get(struct vtp_ctx *ctx)
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");
 		return;
 	}
-	answer_playlist(ctx, "hls/master.m3u8", token);
+	answer_playlist(ctx, "hls/master.m3u8", token, true);
 	free(token);
 }
 
@@ -168,7 +183,7 @@ void stream_media_get(struct vtp_ctx *ctx)
 		return;
 	}
 	fclose(f);
-	answer_playlist(ctx, name, token);
+	answer_playlist(ctx, name, token, false);
 }
 
 void stream_segment_get(struct vtp_ctx *ctx)

@@ -38,6 +38,14 @@ int playable_publish(struct job *job, const char *hls_dir, struct hls_variant *v
 	char *master = xasprintf("%s/master.m3u8", hls_dir);
 	char *folder = storage_path(job->cfg, job->recording_id, NULL);
 	int ret = -1;
+	if (ladder_published(hls_dir)) {
+		/* A ladder was published meanwhile (the queue keeps the two apart:
+		 * sql/010): its master stays; the recording keeps its renditions. */
+		if (final)
+			job_result(job, json_object_new_object());
+		ret = 0;
+		goto out;
+	}
 	if (hls_measure(dir, v) != 0) {
 		job_error(job, "the %s rendition has no segments", v->name);
 		goto out;

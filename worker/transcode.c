@@ -36,6 +36,11 @@
 /* Pictures waiting for a rung's thread: enough to ride out an encoder's
  * uneven pace, few enough to bound memory (1080p: 3 MB each). */
 #define RUNG_QUEUE 2
+/* The quick rendition's own muxer playlist (not served: index.m3u8 is made from it). */
+#define QUICK_MUX_PLAYLIST ".mux.m3u8"
+/* How late after a boundary a picture may come and still start the segment: later, the picture before it is
+ * repeated on the boundary; a segment then lasts less than seg_s + this, which rounds to seg_s. */
+#define QUICK_LATE_S 0.25
 
 /* One rung of the ladder. With an encoder it has a thread of its own that
  * scales each picture from the rung above (or the source), encodes it, and
@@ -85,6 +90,14 @@ struct transcode {
 	 * when they can be, published as soon as its first segment is. */
 	const char *quick_dir, *hls_dir;
 	bool copy_video, copy_audio, published;
+	/* Its playlist's EXT-X-TARGETDURATION, fixed before the first segment
+	 * (RFC 8216 4.3.3.1: it must not change while the playlist grows), and
+	 * the version of the muxer's playlist last copied into index.m3u8. */
+	int quick_target;
+	ino_t mux_ino;
+	off_t mux_size;
+	struct timespec mux_mtime;
+	AVFrame *quick_prev; /* the last source picture, repeated at a boundary no picture falls on */
 	pthread_mutex_t mux_lock; /* every write into a rung's muxer: video from its thread, audio from the main one */
 	_Atomic bool abort; /* set, then each rung's waiters woken: the threads drop what they have and end */
 };
@@ -262,7 +275,9 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 	char playlist[4096], segments[4096];
 	AVDictionary *opts = NULL;
 	int err;
-	snprintf(playlist, sizeof playlist, "%s/index.m3u8", dir ? dir : ".");
+	/* The quick rendition's muxer writes a playlist of its own, from which
+	 * quick_sync() makes the published one (index.m3u8). */
+	snprintf(playlist, sizeof playlist, "%s/%s", dir ? dir : ".", t->quick_dir ? QUICK_MUX_PLAYLIST : "index.m3u8");
 	snprintf(segments, sizeof segments, "%s/seg_%%05d.%s", dir ? dir : ".", fmp4 ? "m4s" : "ts");
 	if (t->mp4_path) {
 		if ((err = avformat_alloc_output_context2(&r->mux, NULL, "mp4", t->mp4_path)) < 0 ||
@@ -401,6 +416,69 @@ static int copy_packet(struct transcode *t, AVPacket *pkt)
 	if (t->audio_next_pts == AV_NOPTS_VALUE)
 		t->audio_next_pts = 0; /* marks that sound was found */
 	return write_packet(t, NULL, pkt);
+}
+
+/* Quick rendition: copies each new version of the muxer's playlist into
+ * index.m3u8 (written aside, renamed) with the TARGETDURATION fixed at the
+ * start: libavformat's hls muxer recomputes it from the longest segment so
+ * far, and a longer segment later (irregular key frames) would change it.
+ * Fails when a segment rounds to more than it (none should: see
+ * copy_target() and video_frame()). */
+static int quick_sync(struct transcode *t)
+{
+	char mux[4096], tmp[4096], out[4096], line[1024];
+	struct stat st;
+	double too_long = 0;
+	int seg = 0, bad_seg = 0;
+	if (!t->quick_dir)
+		return 0;
+	snprintf(mux, sizeof mux, "%s/%s", t->quick_dir, QUICK_MUX_PLAYLIST);
+	FILE *in = fopen(mux, "re");
+	if (!in)
+		return 0; /* no segment is complete yet */
+	if (fstat(fileno(in), &st) != 0 ||
+	    (st.st_ino == t->mux_ino && st.st_size == t->mux_size && st.st_mtim.tv_sec == t->mux_mtime.tv_sec &&
+	     st.st_mtim.tv_nsec == t->mux_mtime.tv_nsec)) {
+		fclose(in);
+		return 0; /* the version already copied */
+	}
+	snprintf(tmp, sizeof tmp, "%s/index.m3u8.tmp", t->quick_dir);
+	snprintf(out, sizeof out, "%s/index.m3u8", t->quick_dir);
+	FILE *o = fopen(tmp, "we");
+	while (o && fgets(line, sizeof line, in)) {
+		if (strncmp(line, "#EXT-X-TARGETDURATION:", 22) == 0) {
+			fprintf(o, "#EXT-X-TARGETDURATION:%d\n", t->quick_target);
+			continue;
+		}
+		if (strncmp(line, "#EXTINF:", 8) == 0) {
+			double d = strtod(line + 8, NULL);
+			seg++;
+			if (lrint(d) > t->quick_target && !bad_seg) {
+				bad_seg = seg;
+				too_long = d;
+			}
+		}
+		fputs(line, o);
+	}
+	fclose(in);
+	int err = !o ? errno : (ferror(o) ? EIO : 0);
+	if (o && fclose(o) != 0 && !err)
+		err = errno;
+	if (!err && !bad_seg && rename(tmp, out) != 0)
+		err = errno;
+	if (err || bad_seg) {
+		unlink(tmp);
+		if (bad_seg)
+			job_error(t->job, "segment %d of the quick rendition lasts %.3f s, longer than the %d s its playlist"
+				  " announced from the start", bad_seg, too_long, t->quick_target);
+		else
+			job_error(t->job, "cannot write the quick rendition's playlist: %s", strerror(err));
+		return -1;
+	}
+	t->mux_ino = st.st_ino;
+	t->mux_size = st.st_size;
+	t->mux_mtime = st.st_mtim;
+	return 0;
 }
 
 /* Quick rendition: once its playlist exists (the muxer writes it after a
@@ -603,9 +681,33 @@ static int video_frame(struct transcode *t, AVFrame *src)
 		pts -= av_rescale_q(t->start_us, AV_TIME_BASE_Q, st->time_base);
 	if (t->last_vpts != AV_NOPTS_VALUE && pts <= t->last_vpts)
 		return 0; /* a repeated or out-of-order timestamp: the encoders need increasing ones */
-	t->last_vpts = pts;
-	bool idr = false;
 	double at = pts * av_q2d(st->time_base);
+	/* The quick rendition's segments must all fit the target duration its
+	 * playlist announced first: where a boundary passes with no picture near
+	 * it (a gap in a variable frame rate source), the last picture is shown
+	 * again on the boundary, as the IDR that starts the next segment. */
+	while (t->quick_dir && t->quick_prev && at - t->next_boundary * t->seg_s > QUICK_LATE_S) {
+		int64_t b = llrint(t->next_boundary * t->seg_s / av_q2d(st->time_base));
+		t->next_boundary++;
+		if (b <= t->last_vpts)
+			continue;
+		AVFrame *again = av_frame_clone(t->quick_prev);
+		if (!again)
+			return AVERROR(ENOMEM);
+		again->pts = b;
+		again->pict_type = AV_PICTURE_TYPE_I;
+		t->last_vpts = b;
+		rung_push(t, &t->rungs[0], again);
+	}
+	t->last_vpts = pts;
+	if (t->quick_dir) {
+		if (!t->quick_prev && !(t->quick_prev = av_frame_alloc()))
+			return AVERROR(ENOMEM);
+		av_frame_unref(t->quick_prev);
+		if (av_frame_ref(t->quick_prev, src) < 0)
+			return AVERROR(ENOMEM);
+	}
+	bool idr = false;
 	if (at >= t->next_boundary * t->seg_s) {
 		idr = true;
 		t->next_boundary = (int64_t)floor(at / t->seg_s) + 1;
@@ -790,6 +892,50 @@ static int publish(const char *tmp, const char *final, const char *folder)
 	return 0;
 }
 
+/* The longest segment the hls muxer can cut from the source's video when it
+ * copies it, in whole seconds rounded up, from the source's key frame index;
+ * 0 when there is none. The muxer ends a segment at the first key frame at or
+ * after a boundary, and the boundary after a segment's start is at most
+ * seg_s later; so a segment starting at key frame k lasts at most until the
+ * first key frame at or after k + seg_s (or the end). An index with key
+ * frames only (Matroska's cues) may miss some: then a segment may start at a
+ * key frame between two indexed ones a and b, and lasts at most until the
+ * first indexed one at or after b + seg_s, counted from a. */
+static int copy_target(const struct transcode *t)
+{
+	AVStream *st = t->in->streams[t->vi];
+	int n = avformat_index_get_entries_count(st), nk = 0;
+	bool complete = false;
+	double tb = av_q2d(st->time_base), worst = 0;
+	double *k = n > 0 ? malloc(sizeof *k * (size_t)n) : NULL;
+	if (!k)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		const AVIndexEntry *e = avformat_index_get_entry(st, i);
+		if (!(e->flags & AVINDEX_KEYFRAME)) {
+			complete = true; /* every sample is indexed, not only key frames */
+			continue;
+		}
+		if (nk == 0 || e->timestamp * tb > k[nk - 1])
+			k[nk++] = e->timestamp * tb;
+	}
+	const AVIndexEntry *last = avformat_index_get_entry(st, n - 1);
+	double end = last->timestamp * tb + (t->frame_rate.num > 0 ? av_q2d(av_inv_q(t->frame_rate)) : 0.1);
+	double start = nk > 0 ? k[0] : 0;
+	if (t->in->duration > 0 && start + (double)t->in->duration / AV_TIME_BASE > end)
+		end = start + (double)t->in->duration / AV_TIME_BASE; /* a longer audio track ends the last segment */
+	for (int i = 0, j = 0; i < nk; i++) {
+		double from = complete || i + 1 == nk ? k[i] : k[i + 1];
+		while (j < nk && k[j] < from + t->seg_s)
+			j++;
+		double d = (j < nk ? k[j] : end) - k[i];
+		if (d > worst)
+			worst = d;
+	}
+	free(k);
+	return nk > 0 ? (int)ceil(worst - 0.01) : 0;
+}
+
 /* Whether the quick rendition can copy the source's streams: H.264 that
  * browsers decode (8-bit 4:2:0, up to High profile), and AAC. */
 static void choose_copies(struct transcode *t)
@@ -890,8 +1036,16 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 		job_error(job, "cannot create the output folder: %s", strerror(errno));
 		goto out;
 	}
-	if (quick_dir)
+	if (quick_dir) {
 		choose_copies(&t);
+		t.quick_target = (int)ceil(t.seg_s);
+		if (t.copy_video) {
+			int bound = copy_target(&t);
+			t.copy_video = bound > 0; /* no key frame index: encoded, its boundaries are ours */
+			if (bound > t.quick_target)
+				t.quick_target = bound;
+		}
+	}
 	if (t.ai >= 0 && !t.copy_audio && open_audio(&t) < 0)
 		goto out;
 	if (t.vi >= 0) {
@@ -962,7 +1116,7 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 		else
 			err = 0;
 		av_packet_free(&pkt);
-		if (err >= 0 && quick_check(&t) < 0)
+		if (err >= 0 && (quick_sync(&t) < 0 || quick_check(&t) < 0))
 			goto out;
 		if (err < 0)
 			break;
@@ -1002,7 +1156,7 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 		variant_of(&t, r, var);
 		if (quick_dir) {
 			/* Published as it grew: now with ENDLIST, measured in full. */
-			if (playable_publish(job, t.hls_dir, var, true) < 0)
+			if (quick_sync(&t) < 0 || playable_publish(job, t.hls_dir, var, true) < 0)
 				goto out;
 			ret = 0;
 			goto out;
@@ -1058,6 +1212,7 @@ out:
 	}
 	if (tmp && ret != 0)
 		hls_remove_tree(tmp);
+	av_frame_free(&t.quick_prev);
 	avcodec_free_context(&t.vdec);
 	avcodec_free_context(&t.adec);
 	avcodec_free_context(&t.aenc);

@@ -143,11 +143,11 @@ def vp8_source(tmp_path_factory):
                 args=["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus"])
 
 
-def start_and_hold(stack, db, rid):
+def start_and_hold(stack, db, rid, **env):
     """Starts `vtp-worker --once --queues light` on the recording's playable job; once the recording has a
     rendition, stops the job's process (SIGSTOP) and returns (worker, [pids held], renditions)."""
     worker = subprocess.Popen([str(stack.build_dir / "vtp-worker"), "--once", "--queues", "light"],
-                              env=dict(stack.env, VTP_HLS_SEGMENT_S=str(SEG_S), VTP_HEARTBEAT_MS="200"),
+                              env=dict(stack.env, VTP_HLS_SEGMENT_S=str(SEG_S), VTP_HEARTBEAT_MS="200", **env),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     renditions = None
     deadline = time.time() + 120
@@ -285,3 +285,159 @@ def test_truncated_source_fails_readably_and_publishes_nothing(stack, db, owner,
     rec = assert_json(c.get(f"{API}/recordings/{rid}"), 200)
     assert rec["stream_url"] is None and rec["renditions"] == [], rec
     assert ("transcode", "queued") not in queued_kinds(db, rid)
+
+
+def test_an_attempt_that_ends_takes_the_rendition_back_until_the_retry(stack, db, owner, vp8_source):
+    # The worker shuts down while the playable job runs (its files are removed, the job is queued again): until
+    # the next attempt publishes anew, the recording answers no stream_url, and its master a clean 409.
+    rid = probed(stack, db, owner[1], vp8_source, "video/webm")
+    playable = only_job(db, rid, "playable")
+    worker, held, renditions = start_and_hold(stack, db, rid, VTP_SHUTDOWN_GRACE_S="0")
+    try:
+        assert renditions and held, "no rendition published while the job ran"
+        worker.send_signal(signal.SIGTERM)
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+    worker.wait(timeout=60)
+    row = job_row(db, playable)
+    assert row["state"] == "queued", row
+    assert not (Path(stack.storage_path) / rid / "hls" / "master.m3u8").exists()
+    c = Client(stack.frontends["nginx"], owner[1])
+    rec = assert_json(c.get(f"{API}/recordings/{rid}"), 200)
+    assert rec["stream_url"] is None and rec["renditions"] == [], rec
+    r = c.get(f"{API}/recordings/{rid}/stream/playlist.m3u8")
+    assert r.status_code == 409 and r.headers["Content-Type"].startswith("application/problem+json"), r.text
+    # The retry publishes it again.
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET run_at = now() WHERE id = %s", (playable,))
+    run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S=str(SEG_S))
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    assert master_text(stack, owner[1], rid) and "quick/index.m3u8?token=" in master_text(stack, owner[1], rid)
+
+
+def test_a_missing_master_answers_a_problem_not_500(stack, db, owner, tmp_path):
+    # Whatever removed the files (the window between a failed attempt's clean-up and its record in the
+    # database), the API answers 409 problem+json, never 500.
+    src = make(tmp_path / "m.mp4", "320x180", seconds=4, args=[*H264, "-g", "30"])
+    rid = probed(stack, db, owner[1], src, "video/mp4")
+    only_job(db, rid, "playable")
+    run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S=str(SEG_S))
+    assert master_text(stack, owner[1], rid)
+    (Path(stack.storage_path) / rid / "hls" / "master.m3u8").unlink()
+    r = Client(stack.frontends["nginx"], owner[1]).get(f"{API}/recordings/{rid}/stream/playlist.m3u8")
+    assert r.status_code == 409 and r.headers["Content-Type"].startswith("application/problem+json"), r.text
+    assert r.json()["type"].endswith("stream_not_ready") or "stream_not_ready" in r.text, r.text
+
+
+def targets(text):
+    return [int(v) for v in re.findall(r"^#EXT-X-TARGETDURATION:(\d+)$", text, re.M)]
+
+
+def test_target_duration_is_fixed_while_the_remuxed_playlist_grows(stack, db, owner, tmp_path):
+    # H.264 with irregular key frames (every second, a 4 s gap at 200 s, an 8 s one near the end): the remux cuts
+    # at key frames, so its segments are uneven; the EVENT playlist's TARGETDURATION must be the same in every
+    # version (RFC 8216 4.3.3.1) and every segment must round to it or less. Long (cheap at 160x90, 10 fps)
+    # so that the job can be held while the playlist is short.
+    keys = [t for t in range(0, 390) if t not in (200, 201, 202)] + [397]
+    src = tmp_path / "irregular.mp4"
+    proc = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc2=size=160x90:rate=10:duration=400", "-f", "lavfi", "-i", "sine=sample_rate=22050:duration=400",
+         *H264, "-b:a", "32k", "-g", "100000", "-sc_threshold", "0", "-force_key_frames",
+         ",".join(str(k) for k in keys), str(src)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rid = probed(stack, db, owner[1], src, "video/mp4")
+    playable = only_job(db, rid, "playable")
+    hls = Path(stack.storage_path) / rid / "hls"
+    worker, held, renditions = start_and_hold(stack, db, rid)
+    versions = []
+    try:
+        assert renditions and held, "no rendition published while the job ran"
+        versions.append((hls / "quick/index.m3u8").read_text())
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+    while worker.poll() is None:
+        text = (hls / "quick/index.m3u8").read_text()
+        if text != versions[-1]:
+            versions.append(text)
+    worker.wait(timeout=120)
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    versions.append((hls / "quick/index.m3u8").read_text())
+    assert "#EXT-X-ENDLIST" not in versions[0] and versions[-1].rstrip().endswith("#EXT-X-ENDLIST")
+    assert len(re.findall(r"^#EXTINF:", versions[0], re.M)) < 190, versions[0]  # held before the gaps
+    found = {tuple(targets(v)) for v in versions}
+    assert len(found) == 1 and len(next(iter(found))) == 1, found
+    target = targets(versions[-1])[0]
+    durations = [float(d) for d in re.findall(r"^#EXTINF:([0-9.]+),", versions[-1], re.M)]
+    assert max(round(d) for d in durations) <= target, (target, durations)
+    # The segment from 388 s to the key frame at 397 s (none at the 390 s boundary): the source was remuxed, not
+    # encoded, and the target announced from the start is that longest one, no more.
+    assert max(durations) > 8.5, durations
+    assert target == max(round(d) for d in durations) == 9, (target, durations)
+    hls_check(hls / "master.m3u8", hls / "quick/index.m3u8")
+
+
+def test_a_ladder_asked_for_while_the_playable_job_runs_waits_for_it(stack, db, owner, vp8_source):
+    # POST .../transcode while the quick rendition grows: the ladder is held until the playable job is over
+    # (both write hls/), then runs with the profiles asked for; the pipeline queues no second one.
+    rid = probed(stack, db, owner[1], vp8_source, "video/webm")
+    playable = only_job(db, rid, "playable")
+    hls = Path(stack.storage_path) / rid / "hls"
+    c = Client(stack.frontends["nginx"], owner[1])
+    worker, held, renditions = start_and_hold(stack, db, rid)
+    try:
+        assert renditions and held, "no rendition published while the job ran"
+        asked = assert_json(c.post(f"{API}/recordings/{rid}/transcode", {"profiles": ["360p"]}), 202)
+        with db.cursor() as cur:
+            cur.execute("SELECT state, run_at > now() + interval '1 hour' FROM jobs WHERE kind = 'transcode'"
+                        " AND recording_id = %s", (rid,))
+            assert cur.fetchall() == [("queued", True)]
+    finally:
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+    worker.wait(timeout=120)
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    with db.cursor() as cur:
+        cur.execute("SELECT id, state, run_at <= now(), payload -> 'profiles' FROM jobs WHERE kind = 'transcode'"
+                    " AND recording_id = %s", (rid,))
+        [(ladder, state, due, profiles)] = cur.fetchall()
+    assert (state, due, profiles) == ("queued", True, ["360p"]), (state, due, profiles)
+    assert asked["job"]["id"] == ladder, asked
+    with db.cursor() as cur:  # the next one the heavy queue runs (other tests leave ladders queued)
+        cur.execute("UPDATE jobs SET priority = 0 WHERE id = %s", (ladder,))
+    run_worker(stack, "--once", "--queues", "heavy", VTP_HLS_SEGMENT_S=str(SEG_S), VTP_TRANSCODE_PROFILES=LADDER)
+    assert job_row(db, ladder)["state"] == "succeeded", job_row(db, ladder)
+    assert [u for _, u in variants(hls)] == ["360p/index.m3u8"], variants(hls)
+    hls_check(hls / "master.m3u8", hls / "360p/index.m3u8")
+
+    # An admin's retry of the playable job after the ladder (say it had failed, and the ladder was asked for by
+    # hand) changes nothing and queues no second ladder.
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET state = 'failed', last_error = 'failed in a test' WHERE id = %s", (playable,))
+    admin = Client(stack.frontends["nginx"], make_token(stack, unique("adm"), "admin"))
+    assert admin.post(f"/api/v1/jobs/{playable}/retry").status_code in (200, 202)
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    assert [k for k in queued_kinds(db, rid) if k[0] == "transcode"] == [("transcode", "succeeded")], \
+        queued_kinds(db, rid)
+    assert [u for _, u in variants(hls)] == ["360p/index.m3u8"], variants(hls)
+
+
+def test_a_ladder_asked_for_before_the_probe_ends_replaces_the_playable_step(stack, db, owner, tmp_path):
+    # POST .../transcode right after the upload: the probe then queues no playable job (both would write hls/
+    # at once), and the ladder asked for is the only one.
+    src = make(tmp_path / "early.mp4", "320x180", seconds=4, args=[*H264, "-g", "30"])
+    c = Client(stack.frontends["nginx"], owner[1])
+    rid = assert_json(upload(c, src.read_bytes(), "video/mp4"), 201)["id"]
+    asked = assert_json(c.post(f"{API}/recordings/{rid}/transcode", {"profiles": ["360p"]}), 202)
+    probe = only_job(db, rid, "probe")
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, probe)["state"] == "succeeded", job_row(db, probe)
+    kinds = queued_kinds(db, rid)
+    assert ("playable", "queued") not in kinds and [k for k in kinds if k[0] == "transcode"] == [
+        ("transcode", "queued")], kinds
+    with db.cursor() as cur:
+        cur.execute("SELECT run_at <= now() FROM jobs WHERE id = %s", (asked["job"]["id"],))
+        assert cur.fetchone()[0] is True  # not held: no playable job to wait for
