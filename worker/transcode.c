@@ -136,6 +136,22 @@ static int by_height_desc(const void *a, const void *b)
 	return y->height - x->height;
 }
 
+/* A new stream of mux for the packets of enc, or, when copy_of is given, for
+ * copy_of's packets as they are (the quick rendition's remux). */
+static AVStream *add_stream(AVFormatContext *mux, const AVCodecContext *enc, const AVStream *copy_of)
+{
+	AVStream *st = avformat_new_stream(mux, NULL);
+	if (copy_of) {
+		avcodec_parameters_copy(st->codecpar, copy_of->codecpar);
+		st->codecpar->codec_tag = 0;
+		st->time_base = copy_of->time_base;
+	} else {
+		avcodec_parameters_from_context(st->codecpar, enc);
+		st->time_base = enc->time_base;
+	}
+	return st;
+}
+
 /* Chooses the rungs: the profiles (all, or those the payload names) whose
  * height the source reaches; never upscale. A source below every profile gets
  * one rung at its own size, with the smallest profile's bit rates. */
@@ -292,28 +308,11 @@ static int open_muxer(struct transcode *t, struct rung *r, const char *dir, bool
 	if (!t->mp4_path)
 		hls_watch_writes(r->mux);
 	if (r->enc || t->copy_video) {
-		r->vst = avformat_new_stream(r->mux, NULL);
-		if (t->copy_video) {
-			avcodec_parameters_copy(r->vst->codecpar, t->in->streams[t->vi]->codecpar);
-			r->vst->codecpar->codec_tag = 0;
-			r->vst->time_base = t->in->streams[t->vi]->time_base;
-		} else {
-			avcodec_parameters_from_context(r->vst->codecpar, r->enc);
-			r->vst->time_base = r->enc->time_base;
-		}
+		r->vst = add_stream(r->mux, r->enc, t->copy_video ? t->in->streams[t->vi] : NULL);
 		r->vst->avg_frame_rate = t->frame_rate;
 	}
-	if (t->aenc || t->copy_audio) {
-		r->ast = avformat_new_stream(r->mux, NULL);
-		if (t->copy_audio) {
-			avcodec_parameters_copy(r->ast->codecpar, t->in->streams[t->ai]->codecpar);
-			r->ast->codecpar->codec_tag = 0;
-			r->ast->time_base = t->in->streams[t->ai]->time_base;
-		} else {
-			avcodec_parameters_from_context(r->ast->codecpar, t->aenc);
-			r->ast->time_base = t->aenc->time_base;
-		}
-	}
+	if (t->aenc || t->copy_audio)
+		r->ast = add_stream(r->mux, t->aenc, t->copy_audio ? t->in->streams[t->ai] : NULL);
 	if (t->mp4_path)
 		av_dict_set(&opts, "movflags", "+faststart", 0);
 	else
