@@ -49,11 +49,13 @@ SELECT r.id, r.title, r.deleted_at, p.id AS purge_job, p.state AS purge_state, p
  WHERE r.deleted_at IS NOT NULL AND p.state IS DISTINCT FROM 'succeeded'
  ORDER BY r.deleted_at;
 
--- Recordings in 'processing' with no queued or running job left: nothing will move them on.
+-- Recordings in 'processing' with no queued or running job left: nothing will move them on (a purge or a
+-- tidy job does not: neither is a pipeline step).
 SELECT r.id, r.title, r.updated_at
   FROM recordings r
  WHERE r.status = 'processing' AND r.deleted_at IS NULL
-   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.recording_id = r.id AND j.state IN ('queued', 'running'))
+   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.recording_id = r.id AND j.state IN ('queued', 'running')
+                      AND j.kind NOT IN ('purge', 'tidy'))
  ORDER BY r.updated_at;
 
 -- Retention dry run: the recordings the daily retention job would soft-delete (and purge) if it ran now:

@@ -1,5 +1,6 @@
 /* hls.c: ladder profiles from config, segment measurement and the master playlist (RFC 8216) that we write. */
 #include "hls.h"
+#include "kinds.h"
 
 #include <libavformat/avformat.h>
 
@@ -184,6 +185,26 @@ void hls_watch_writes(struct AVFormatContext *mux)
 int hls_write_error(void)
 {
 	return first_write_error;
+}
+
+void hls_master_lists(const char *hls_dir, bool *quick, bool *other)
+{
+	char path[4096], line[512];
+	*quick = *other = false;
+	snprintf(path, sizeof path, "%s/master.m3u8", hls_dir);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	/* Our master names each variant by its media playlist, "<rendition>/index.m3u8", on a line of its own. */
+	while (fgets(line, sizeof line, f)) {
+		if (!line[0] || line[0] == '#' || line[0] == '\n')
+			continue;
+		if (strncmp(line, PLAYABLE_NAME "/", strlen(PLAYABLE_NAME "/")) == 0)
+			*quick = true;
+		else
+			*other = true;
+	}
+	fclose(f);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -3,6 +3,7 @@
 #define VTP_HLS_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define HLS_MAX_RUNGS 8
@@ -54,6 +55,10 @@ int hls_write_error(void);
 /* The recording's renditions array (docs/openapi.yaml, Rendition), each
  * with status ("ready", or "processing" while it grows). Caller frees. */
 json_object *hls_renditions_json(const struct hls_variant *v, int n, const char *status);
+
+/* Which renditions the master playlist in hls_dir lists: *quick, the quick rendition (PLAYABLE_NAME);
+ * *other, any other. Both false when there is no master. */
+void hls_master_lists(const char *hls_dir, bool *quick, bool *other);
 
 /* Removes a folder and what is in it (symbolic links removed, not
  * followed); a missing one is fine. Returns 0 or -1. */

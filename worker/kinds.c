@@ -23,9 +23,15 @@
 	"UPDATE recordings SET storyboard = CASE WHEN jsonb_typeof($2::jsonb -> 'storyboard') = 'object'"     \
 	" THEN $2::jsonb -> 'storyboard' END, updated_at = clock_timestamp() WHERE id = $1"
 
-/* $1 recording id, $2 {"renditions": [...], "segment_type"}: the recording gets its stream_url. */
+/* $1 recording id, $2 {"renditions": [...], "segment_type", "quick_carried"?}: the recording gets its
+ * stream_url. A ladder that carried the quick rendition over (for players already on it) queues the tidy
+ * job that removes it once their stream URLs have expired: they live at most a day (STREAM_TOKEN_MAX_S,
+ * fcgi/stream.c). */
 #define TRANSCODE_PUBLISH_SQL                                                                                  \
-	"UPDATE recordings SET renditions = $2::jsonb -> 'renditions', hls_segment_type = $2::jsonb ->> 'segment_type',"\
+	"WITH tidy AS (INSERT INTO jobs (kind, recording_id, priority, run_at)"                               \
+	" SELECT 'tidy', $1, 500, clock_timestamp() + interval '1 day'"                                       \
+	" WHERE COALESCE(($2::jsonb ->> 'quick_carried')::boolean, false))"                                   \
+	" UPDATE recordings SET renditions = $2::jsonb -> 'renditions', hls_segment_type = $2::jsonb ->> 'segment_type',"\
 	" updated_at = clock_timestamp() WHERE id = $1"
 
 /* $1 recording id, $2 {"renditions": [the quick one], "segment_type"} (also while the job runs: job_publish);
@@ -52,6 +58,7 @@ static const struct job_kind kinds[] = {
 	{ "noop",   noop_run,   NULL,               10,        true },
 	{ "probe",  probe_run,  PROBE_PUBLISH_SQL,  120,       false },
 	{ "purge",  purge_run,  NULL,               600,       false },
+	{ "tidy",   tidy_run,   NULL,               600,       false },
 	{ "retention", retention_run, NULL,         600,       false },
 	{ "thumbnail", thumbnail_run, THUMBNAIL_PUBLISH_SQL, 120, false },
 	{ "storyboard", storyboard_run, STORYBOARD_PUBLISH_SQL, 600, false },

@@ -7,6 +7,7 @@
 int noop_run(struct job *job);	/* noop.c: does nothing; for tests and benchmarks */
 int probe_run(struct job *job); /* probe.c: reads the source's container and streams */
 int purge_run(struct job *job); /* purge.c: deletes a deleted recording's files */
+int tidy_run(struct job *job);  /* tidy.c: removes the quick rendition a ladder carried over */
 int retention_run(struct job *job); /* retention.c: deletes recordings past their retention */
 int thumbnail_run(struct job *job);  /* thumbnail.c: chooses the poster, renders the common sizes */
 int storyboard_run(struct job *job); /* storyboard.c: sprite, WebVTT track and JSON form */

@@ -17,17 +17,8 @@
  * replace it. */
 static bool ladder_published(const char *hls_dir)
 {
-	char path[4096], line[512];
-	bool other = false;
-	snprintf(path, sizeof path, "%s/master.m3u8", hls_dir);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	while (fgets(line, sizeof line, f))
-		if (line[0] && line[0] != '#' && line[0] != '\n' &&
-		    strncmp(line, PLAYABLE_NAME "/", strlen(PLAYABLE_NAME "/")) != 0)
-			other = true;
-	fclose(f);
+	bool quick, other;
+	hls_master_lists(hls_dir, &quick, &other);
 	return other;
 }
 

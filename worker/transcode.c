@@ -956,20 +956,16 @@ static void choose_copies(struct transcode *t)
 /* Moves the quick rendition of the published folder (if its master still
  * lists it: the recording is being played from it) into the new folder tmp,
  * by hard links, left out of the new master: a player that chose it before
- * the ladder replaced it can play on. */
-static void carry_quick(const char *final, const char *tmp)
+ * the ladder replaced it can play on (until the tidy job removes it). Returns
+ * whether it was carried. */
+static bool carry_quick(const char *final, const char *tmp)
 {
-	char path[4096], from[4096], to[4096], line[512];
-	bool listed = false;
-	snprintf(path, sizeof path, "%s/master.m3u8", final);
-	FILE *f = fopen(path, "r");
-	while (f && fgets(line, sizeof line, f))
-		listed |= strncmp(line, PLAYABLE_NAME "/index.m3u8", strlen(PLAYABLE_NAME "/index.m3u8")) == 0;
-	if (f)
-		fclose(f);
+	char path[4096], from[4096], to[4096];
+	bool listed, other;
+	hls_master_lists(final, &listed, &other);
 	snprintf(path, sizeof path, "%s/%s", tmp, PLAYABLE_NAME);
 	if (!listed || mkdir(path, 0750) != 0)
-		return;
+		return false;
 	/* Every segment first and the playlist last, so a player never reads a
 	 * playlist naming a segment that is not there; all or nothing. */
 	snprintf(path, sizeof path, "%s/%s", final, PLAYABLE_NAME);
@@ -990,7 +986,9 @@ static void carry_quick(const char *final, const char *tmp)
 	if (!ok || link(from, to) != 0) {
 		snprintf(path, sizeof path, "%s/%s", tmp, PLAYABLE_NAME);
 		hls_remove_tree(path);
+		return false;
 	}
+	return true;
 }
 
 static int run(struct job *job, const char *mp4_path, const char *quick_dir, const char *hls_dir)
@@ -1174,8 +1172,7 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 	bool named_quick = false;
 	for (int i = 0; i < t.n; i++)
 		named_quick |= strcmp(t.rungs[i].pr.name, PLAYABLE_NAME) == 0;
-	if (!bad && !named_quick)
-		carry_quick(final, tmp);
+	bool carried = !bad && !named_quick && carry_quick(final, tmp);
 	if (!bad)
 		hls_own_tree(tmp, folder);
 	if (bad || publish(tmp, final, folder) != 0) {
@@ -1185,6 +1182,8 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 	result = json_object_new_object();
 	json_object_object_add(result, "renditions", hls_renditions_json(variants, t.n, "ready"));
 	json_object_object_add(result, "segment_type", json_object_new_string(fmp4 ? "fmp4" : "mpegts"));
+	if (carried)
+		json_object_object_add(result, "quick_carried", json_object_new_boolean(true));
 	job_result(job, result);
 	job_progress(job, 1);
 	ret = 0;

@@ -303,8 +303,10 @@ def check_stuck_processing(a, sql):
     a.job(kind="probe", recording_id=stuck, state="failed")
     moving = a.recording(status="processing")
     a.job(kind="probe", recording_id=moving, run_at="1 hour")
+    tidy_only = a.recording(status="processing")  # a tidy job is no pipeline step: it moves nothing on
+    a.job(kind="tidy", recording_id=tidy_only, run_at="1 day")
     rows = a.psql(sql)
-    assert by(rows, "id", stuck) and not by(rows, "id", moving)
+    assert by(rows, "id", stuck) and by(rows, "id", tidy_only) and not by(rows, "id", moving)
 
 
 def check_migrations(a, sql):

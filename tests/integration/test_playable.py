@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from helpers import API, Client, assert_json, make_token, unique
 from test_import import upload
-from test_probe import job_row, only_job, run_worker
+from test_probe import job_row, only_job, recording_status, run_worker
 from test_transcode import FFPROBE, H264, LADDER, ROOT, SEG_S, hls_check, make, variants
 
 
@@ -441,3 +442,64 @@ def test_a_ladder_asked_for_before_the_probe_ends_replaces_the_playable_step(sta
     with db.cursor() as cur:
         cur.execute("SELECT run_at <= now() FROM jobs WHERE id = %s", (asked["job"]["id"],))
         assert cur.fetchone()[0] is True  # not held: no playable job to wait for
+
+
+def test_carried_quick_rendition_is_removed_by_the_tidy_job_a_day_later(stack, db, owner, tmp_path):
+    # The carried quick/ is as large as the source; it may stay only while stream URLs handed out before the
+    # ladder live (at most a day, fcgi/stream.c), then the tidy job removes it (sql/011, worker/tidy.c).
+    src = make(tmp_path / "t.mp4", "640x360", seconds=4, args=[*H264, "-g", "30"])
+    rid = probed(stack, db, owner[1], src, "video/mp4")
+    playable = only_job(db, rid, "playable")
+    run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S=str(SEG_S))
+    assert job_row(db, playable)["state"] == "succeeded", job_row(db, playable)
+    hls = Path(stack.storage_path) / rid / "hls"
+    # A player that loaded the master now keeps this media playlist URL (with its token) after the ladder.
+    master = master_text(stack, owner[1], rid)
+    quick_url = next(line for line in master.splitlines() if line.startswith("quick/index.m3u8?token="))
+    quick_url = f"{stack.frontends['nginx']}/api/v1/recordings/{rid}/stream/{quick_url}"
+
+    # A tidy job while the master still plays from quick/ leaves it alone.
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO jobs (kind, recording_id, priority) VALUES ('tidy', %s, 0) RETURNING id", (rid,))
+        early = cur.fetchone()[0]
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, early)["state"] == "succeeded", job_row(db, early)
+    assert (hls / "quick/index.m3u8").is_file()
+
+    transcode = only_job(db, rid, "transcode")
+    run_worker(stack, "--once", "--queues", "heavy", VTP_HLS_SEGMENT_S=str(SEG_S), VTP_TRANSCODE_PROFILES=LADDER)
+    assert job_row(db, transcode)["state"] == "succeeded", job_row(db, transcode)
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8", "quick"], list(hls.iterdir())
+    with db.cursor() as cur:
+        cur.execute("SELECT id, state, extract(epoch FROM run_at - now()) FROM jobs"
+                    " WHERE recording_id = %s AND kind = 'tidy' AND id <> %s", (rid, early))
+        [(tidy, state, wait_s)] = cur.fetchall()
+    assert state == "queued" and 86400 - 120 < wait_s <= 86400, (state, wait_s)
+    # Waiting a day for it does not keep the recording from being ready.
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE recording_id = %s"
+                    " AND state = 'queued' AND kind <> 'tidy'", (rid,))
+        cur.execute("SELECT vtp_pipeline_settle(%s)", (rid,))
+    assert recording_status(db, rid)[0] == "ready", recording_status(db, rid)
+    r = requests.get(quick_url, timeout=30)
+    assert r.status_code == 200 and "#EXTINF" in r.text, r.text  # the player on quick/ plays on
+
+    # A day later (an admin moves run_at, as the SQL recipes in docs/ADMIN.md do):
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET run_at = now(), priority = 0 WHERE id = %s", (tidy,))
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, tidy)["state"] == "succeeded", job_row(db, tidy)
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8"], list(hls.iterdir())
+    assert requests.get(quick_url, timeout=30).status_code == 404
+    share = assert_json(Client(stack.frontends["nginx"], owner[1]).post(f"{API}/recordings/{rid}/shares", {}), 201)
+    streams = ffprobe_url(f"{stack.frontends['nginx']}/api/v1/recordings/{rid}/stream/playlist.m3u8"
+                          f"?share={share['token']}")
+    assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"], streams
+
+    # Again (an admin's second tidy, or a retry after a crash past the removal): nothing to do, and it succeeds.
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO jobs (kind, recording_id, priority) VALUES ('tidy', %s, 0) RETURNING id", (rid,))
+        again = cur.fetchone()[0]
+    run_worker(stack, "--once", "--queues", "light")
+    assert job_row(db, again)["state"] == "succeeded", job_row(db, again)
+    assert sorted(p.name for p in hls.iterdir()) == ["360p", "master.m3u8"], list(hls.iterdir())
