@@ -79,6 +79,11 @@ void job_progress(struct job *job, double fraction)
 	report(job, 'P', text);
 }
 
+void job_still_finishing(struct job *job)
+{
+	report(job, 'F', "");
+}
+
 void job_result(struct job *job, json_object *result)
 {
 	report(job, 'R', json_object_to_json_string_ext(result, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));

@@ -56,6 +56,10 @@ void job_result_none(struct job *job, const char *key);
  * that lost its lease publishes nothing). The final job_result() still
  * follows. Takes ownership of result. */
 void job_publish(struct job *job, json_object *result);
+/* After a stop request: tells the supervisor the job is still finishing what it must (a recorder joining
+ * its parts), so the SIGKILL that follows its kind's stop grace waits one more grace from now. A job that
+ * hangs says nothing and is killed; one that works on may take as long as its data needs. */
+void job_still_finishing(struct job *job);
 /* Sets the job's readable error (its last_error); printf-style. */
 void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

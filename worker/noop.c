@@ -1,5 +1,7 @@
 /* noop.c: the noop job, for tests and benchmarks: does nothing, or sleeps payload.sleep_ms (stoppable),
- * or fails with the message payload.fail. With an empty payload it runs inside the supervisor (no fork). */
+ * or fails with the message payload.fail. With an empty payload it runs inside the supervisor (no fork).
+ * Asked to stop, it may go on payload.finish_ms before it succeeds, as a recorder joining its parts does,
+ * saying so every 200 ms when payload.say_finishing is true. */
 #include "kinds.h"
 
 #include <time.h>
@@ -15,6 +17,17 @@ int noop_run(struct job *job)
 		int64_t left = json_object_get_int64(v);
 		for (; left > 0 && !job_stop_requested(); left -= 10)
 			nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
+		if (job_stop_requested() && json_object_object_get_ex(job->payload, "finish_ms", &v)) {
+			json_object *say;
+			bool saying = json_object_object_get_ex(job->payload, "say_finishing", &say) &&
+				      json_object_get_boolean(say);
+			for (int64_t finish = json_object_get_int64(v); finish > 0; finish -= 200) {
+				if (saying)
+					job_still_finishing(job);
+				nanosleep(&(struct timespec){0, 200 * 1000000}, NULL);
+			}
+			return 0;
+		}
 		if (job_stop_requested()) {
 			job_error(job, "stopped");
 			return -1;

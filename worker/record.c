@@ -720,6 +720,9 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
 		goto out;
 	}
+	/* A long class takes a while to join after the stop: say so every second, or the supervisor's kill
+	 * after the stop grace would leave the recording unjoined. */
+	int64_t said_at = av_gettime_relative();
 	for (int n = 1; n <= last; n++) {
 		AVFormatContext *in = open_part(r, n, path, sizeof path);
 		if (!in)
@@ -730,6 +733,10 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		int64_t start = part_start(r, n, pkt);
 		bool first = start != AV_NOPTS_VALUE;
 		while (av_read_frame(in, pkt) >= 0) { /* a part cut by a crash ends at its last whole cluster */
+			if (av_gettime_relative() - said_at >= 1000000) {
+				job_still_finishing(r->job);
+				said_at = av_gettime_relative();
+			}
 			AVStream *ist = in->streams[pkt->stream_index];
 			if (pkt->dts == AV_NOPTS_VALUE) /* Matroska stores presentation times only; no B-frames live */
 				pkt->dts = pkt->pts;

@@ -202,6 +202,15 @@ static void slot_release(struct slot *slot)
 	slot->report_fd = -1;
 }
 
+/* A child asked to stop (cancel or shutdown) that says it is still finishing gets one more stop grace
+ * before the SIGKILL; a timed-out job does not. */
+static void still_finishing(struct slot *slot)
+{
+	if (slot->kill_at > 0 && (slot->stop == STOP_CANCEL || slot->stop == STOP_SHUTDOWN) && slot->kind &&
+	    slot->kind->stop_grace_s > 0)
+		slot->kill_at = now_s() + slot->kind->stop_grace_s;
+}
+
 /* Parses the complete report lines in slot->report (see job.c). */
 static void parse_reports(struct slot *slot)
 {
@@ -222,6 +231,8 @@ static void parse_reports(struct slot *slot)
 			} else if (line[0] == 'E') {
 				free(slot->error);
 				slot->error = xstrdup(text);
+			} else if (line[0] == 'F') {
+				still_finishing(slot);
 			}
 		}
 		line = nl + 1;

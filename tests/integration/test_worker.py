@@ -197,6 +197,21 @@ def test_cancel_of_a_running_job_stops_it_within_a_second(db, workers, queue):
     assert attempts(db, job_id)[0][1] == "cancelled"
 
 
+def test_a_stopped_job_that_says_it_is_still_finishing_is_not_killed_after_the_grace(db, workers, queue):
+    # A recorder asked to stop joins its parts, which for a long class outlasts the stop grace (noop's is 1 s):
+    # while it reports job_still_finishing() it is left to finish, and its work counts.
+    workers.start("--queues", queue)
+    saying = add_job(db, queue, {"sleep_ms": 60000, "finish_ms": 5000, "say_finishing": True})
+    quiet = add_job(db, queue, {"sleep_ms": 60000, "finish_ms": 5000})
+    poll("both jobs to run", lambda: state_is(db, saying, "running")() and state_is(db, quiet, "running")())
+    with db.cursor() as cur:
+        cur.execute("SELECT vtp_cancel_job(%s), vtp_cancel_job(%s)", (saying, quiet))
+    poll("the quiet one to be killed after its grace", state_is(db, quiet, "cancelled"), timeout=10)
+    assert state_is(db, saying, "running")(), job(db, saying)  # past the grace, still finishing
+    poll("the one that says so to finish", state_is(db, saying, "succeeded"), timeout=10)
+    assert attempts(db, quiet)[0][1] == "cancelled"
+
+
 def test_timeout_fails_the_attempt(db, workers, queue):
     job_id = add_job(db, queue, {"sleep_ms": 30000}, max_attempts=1)
     workers.start("--queues", queue, VTP_JOB_TIMEOUT_S=1)
