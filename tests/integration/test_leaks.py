@@ -74,9 +74,11 @@ def test_no_leaks_in_a_realistic_session(stack, db, tmp_path, leak_checked_api):
     rec_sub = _sub_of(db, rec.id)
 
     def claim():
-        """Moves every queued job of this test's recordings (but the record job) to the test's worker."""
+        """Moves every queued job of this test's recordings (but the record job) to the test's worker; a tidy
+        job (due a day after the ladder) runs now, so that its code is checked too."""
         with db.cursor() as cur:
-            cur.execute("UPDATE jobs j SET queue = %s FROM recordings r WHERE r.id = j.recording_id"
+            cur.execute("UPDATE jobs j SET queue = %s, run_at = CASE WHEN j.kind = 'tidy' THEN now() ELSE j.run_at"
+                        " END FROM recordings r WHERE r.id = j.recording_id"
                         " AND r.owner_id IN (%s, %s) AND j.state = 'queued' AND j.kind <> 'record'"
                         " AND j.queue <> %s", (queue, sub, rec_sub, queue))
 
