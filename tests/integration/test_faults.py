@@ -325,7 +325,9 @@ def test_killed_processes_during_a_scripted_session(stack, db, tmp_path, api_res
     worker_kills = len(kills) - api_kills
     assert len(calls) >= SESSION_CALLS and imported >= SESSION_JOBS
     assert api_kills >= 3 and worker_kills >= 3, kills  # the session really ran through kills
-    assert len(api_restarts.times) >= api_kills, (api_restarts.times, kills)
+    # The watcher restarts a killed vtp-api within 0.02 s, unless the machine is so loaded that a start takes
+    # longer: wait for it rather than race it (seen once at load 12: 4 kills, 3 restarts counted yet).
+    poll("every killed vtp-api to be restarted", lambda: len(api_restarts.times) >= api_kills, timeout=30)
 
     jobs = my_jobs()
     assert sum(1 for j in jobs if j[1] == "probe") >= SESSION_JOBS, jobs
