@@ -20,7 +20,7 @@ answers 1 and then 1 + N identical requests sent straight over FastCGI (as nginx
 difference of the two totals over N is the cost of one request, start-up and the first request excluded.
 
 Usage: /usr/bin/python3 bench/api_bench.py [--seconds S] [--connections N] [--rss] [--rss-requests N]
-[--callgrind N [--callgrind-keep DIR]] [--build DIR]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
+[--callgrind N [--callgrind-keep DIR]] [--build DIR] [--only get,list,progress,segment] [--repeat N]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
 segment path >= 80 % of static nginx; RSS after 1,000,000 requests within 10 % of RSS after 1,000.
 """
 
@@ -184,6 +184,11 @@ def main():
     ap.add_argument("--callgrind", type=int, default=0)
     ap.add_argument("--callgrind-keep", metavar="DIR", help="copy callgrind's output files there")
     ap.add_argument("--build", default="build")
+    ap.add_argument("--only", metavar="NAMES", default="",
+                    help="comma-separated endpoints to run with wrk: get, list, progress, segment (default: all)")
+    ap.add_argument("--perf", metavar="DIR", help="record `perf record -a -g` of the whole machine during each "
+                    "vtp-api wrk run into DIR/<endpoint>.<n>.perf.data (for perf report --sort comm,dso,sym)")
+    ap.add_argument("--repeat", type=int, default=1, help="measure each endpoint and its baselines this many times")
     args = ap.parse_args()
     stack = start_stack(args.build)
     try:
@@ -296,18 +301,32 @@ def run(stack, args):
     assert len(requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).json()["items"]) == 20
     bodies = {"get.json": get_body, "list.json": list_body, "segment.bin": seg_file.read_bytes(), "empty": b""}
     add_baselines(stack, args.build, bodies)
-    cases = [  # name, API URL, wrk options, body name, b= of the minimal responder
-        ("GET /recordings/{id}", f"{base}/api/v1/recordings/{rid}", {"headers": [auth]}, "get.json", 1),
-        ("GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),
-        ("POST /recordings/{id}/progress", f"{base}/api/v1/recordings/{rid}/progress",
+    cases = [  # short name, name, API URL, wrk options, body name, b= of the minimal responder
+        ("get", "GET /recordings/{id}", f"{base}/api/v1/recordings/{rid}", {"headers": [auth]}, "get.json", 1),
+        ("list", "GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),
+        ("progress", "POST /recordings/{id}/progress", f"{base}/api/v1/recordings/{rid}/progress",
          {"headers": [auth], "script": "progress.lua"}, "empty", 0),
-        ("GET segment (?token=)", base + seg_path, {}, "segment.bin", 3),
+        ("segment", "GET segment (?token=)", base + seg_path, {}, "segment.bin", 3),
     ]
     print(f"api bench: nginx -> vtp-api ({stack.env.get('VTP_API_THREADS', '4')} threads), wrk -t2 "
           f"-c{args.connections}, {args.seconds} s per figure; load average before: {os.getloadavg()[0]:.2f}")
+    only = [o for o in args.only.split(",") if o]
+    assert all(o in [c[0] for c in cases] for o in only), f"--only takes {', '.join(c[0] for c in cases)}"
     figures = {}
-    for name, url, opts, body, b in cases:
+    runs = [c[1:] for c in cases if not only or c[0] in only for _ in range(args.repeat)]
+    for n, (name, url, opts, body, b) in enumerate(runs):
+        if args.repeat > 1:
+            print(f"(load average {os.getloadavg()[0]:.2f})")
+        perf = None
+        if args.perf:
+            short = next(c[0] for c in cases if c[1] == name)
+            perf = subprocess.Popen(["perf", "record", "-a", "-g", "-q", "-o",
+                                     str(Path(args.perf).resolve() / f"{short}.{n}.perf.data"),
+                                     "--", "sleep", str(max(1, args.seconds - 2))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         api = wrk(url, args.seconds, args.connections, **opts)
+        if perf:
+            perf.wait(60)
         static = wrk(f"{base}/bench-static/{body}", args.seconds, args.connections)
         minimal_opts = {"script": "progress.lua"} if b == 0 else {}
         minimal = wrk(f"{base}/bench-min?b={b}", args.seconds, args.connections, **minimal_opts)
@@ -318,12 +337,14 @@ def run(stack, args):
         line("baseline: minimal libfcgi responder", minimal, size)
         line("baseline: static file from nginx", static, size)
         figures[name] = (api, minimal, static)
-    get_api, get_min, _ = figures["GET /recordings/{id}"]
-    seg_api, _, seg_static = figures["GET segment (?token=)"]
-    print("targets:")
-    print(f"  GET /recordings/{{id}} >= 0.50 x minimal: {get_api['rps'] / get_min['rps']:.2f}  "
-          f"p99 <= 10 ms: {get_api['p99']:.2f} ms")
-    print(f"  segment path >= 0.80 x static: {seg_api['rps'] / seg_static['rps']:.2f}")
+    print("targets (the last run of each):")
+    if "GET /recordings/{id}" in figures:
+        get_api, get_min, _ = figures["GET /recordings/{id}"]
+        print(f"  GET /recordings/{{id}} >= 0.50 x minimal: {get_api['rps'] / get_min['rps']:.2f}  "
+              f"p99 <= 10 ms: {get_api['p99']:.2f} ms")
+    if "GET segment (?token=)" in figures:
+        seg_api, _, seg_static = figures["GET segment (?token=)"]
+        print(f"  segment path >= 0.80 x static: {seg_api['rps'] / seg_static['rps']:.2f}")
     if args.rss:
         rss(stack, args, base, rid, media_path, auth, hdr)
 
