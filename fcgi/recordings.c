@@ -122,7 +122,7 @@ static void job_out(struct vtp_buf *b, const char *s, size_t len)
 		const char *space = i < 3 ? memchr(s, ' ', (size_t)(end - s)) : NULL;
 		const char *field_end = space ? space : end;
 		vtp_buf_puts(b, keys[i]);
-		json_out_chars(b, s, (size_t)(field_end - s)); /* numbers and words: nothing to escape */
+		json_out_chars(b, s, (size_t)(field_end - s)); /* numbers and words, escaped all the same */
 		s = space ? space + 1 : end;
 	}
 	vtp_buf_append(b, "}", 1);
@@ -166,11 +166,11 @@ static void jobs_out(struct vtp_buf *b, const char *text)
 /* Appends the recording object of row of res (RECORDING_OBJECT_COLUMNS at col,
  * see find_columns). jobs are its latest jobs (JOB_TEXT_SQL, comma-separated)
  * and health the recorder's report (JSON text), from the caller's statement
- * (NULL: none); the report
- * is shown only while the recording is live (worker/record.c writes it every
- * second). Written as text rather than built with json-c: GET
- * /recordings/{id} is the API's most frequent request, and building,
- * serialising and freeing the objects cost more than the rest of it. */
+ * (NULL: none); the report is shown only while the recording is live
+ * (worker/record.c writes it every second). Written as text rather than
+ * built with json-c: GET /recordings/{id} is the API's most frequent
+ * request, and building, serialising and freeing the objects cost more than
+ * the rest of it. */
 static void recording_out(struct vtp_buf *b, const PGresult *res, int row, const int col[N_COLUMNS], const char *jobs,
 			  const char *health)
 {
