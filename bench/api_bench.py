@@ -19,8 +19,12 @@ a loaded machine) for GET /recordings/{id} and the segment path: a vtp-api with 
 answers 1 and then 1 + N identical requests sent straight over FastCGI (as nginx would send them); the
 difference of the two totals over N is the cost of one request, start-up and the first request excluded.
 
+Each wrk figure of vtp-api and of the minimal responder also says the CPU time each part of the stack spent per
+request (from /proc: vtp-api or the responder, nginx's workers, vtp-api's PostgreSQL backends; wrk not counted):
+unlike req/s on a shared machine, it hardly depends on what else runs.
+
 Usage: /usr/bin/python3 bench/api_bench.py [--seconds S] [--connections N] [--rss] [--rss-requests N]
-[--callgrind N [--callgrind-keep DIR]] [--build DIR]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
+[--callgrind N [--callgrind-keep DIR]] [--build DIR] [--only get,list,progress,segment] [--repeat N]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
 segment path >= 80 % of static nginx; RSS after 1,000,000 requests within 10 % of RSS after 1,000.
 """
 
@@ -68,6 +72,38 @@ def wrk(url, seconds, connections, headers=(), script=None, env=None):
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads) so far, or 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def cpu_groups(stack, db, responder_pid):
+    """The processes that answer a request, by part: vtp-api or the minimal responder, nginx's workers, and the
+    PostgreSQL backends of vtp-api's connections."""
+    master = int((stack.dir / "nginx" / "nginx.pid").read_text())
+    workers = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout.split()
+    with db.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'vtp-api'")
+        backends = [r[0] for r in cur.fetchall()]
+    return {"responder": [responder_pid], "nginx": [int(w) for w in workers], "postgres": backends}
+
+
+def cpu_per_request(stack, db, responder_pid, run_wrk):
+    """Runs run_wrk() and returns (its result, {part: CPU microseconds per request}): what each part of the
+    stack spent, which unlike req/s does not depend on what else the shared cores were doing."""
+    groups = cpu_groups(stack, db, responder_pid)
+    before = {k: sum(cpu_seconds(p) for p in v) for k, v in groups.items()}
+    r = run_wrk()
+    groups = dict(cpu_groups(stack, db, responder_pid), postgres=groups["postgres"])
+    spent = {k: (sum(cpu_seconds(p) for p in groups[k]) - before[k]) * 1e6 / max(1, r["requests"]) for k in before}
+    return r, spent
 
 
 def as_vtp(stack, path):
@@ -163,7 +199,7 @@ def add_baselines(stack, build, bodies):
         try:
             if requests.get(f"{base}/bench-min?b=1").status_code == 200 and \
                     requests.get(f"{base}/bench-static/{next(iter(bodies))}").status_code == 200:
-                return
+                return proc.pid
         except requests.RequestException:
             pass
         assert time.monotonic() < deadline, "the baselines did not come up"
@@ -184,6 +220,11 @@ def main():
     ap.add_argument("--callgrind", type=int, default=0)
     ap.add_argument("--callgrind-keep", metavar="DIR", help="copy callgrind's output files there")
     ap.add_argument("--build", default="build")
+    ap.add_argument("--only", metavar="NAMES", default="",
+                    help="comma-separated endpoints to run with wrk: get, list, progress, segment (default: all)")
+    ap.add_argument("--perf", metavar="DIR", help="record `perf record -a -g` of the whole machine during each "
+                    "vtp-api wrk run into DIR/<endpoint>.<n>.perf.data (for perf report --sort comm,dso,sym)")
+    ap.add_argument("--repeat", type=int, default=1, help="measure each endpoint and its baselines this many times")
     args = ap.parse_args()
     stack = start_stack(args.build)
     try:
@@ -287,7 +328,6 @@ def run(stack, args):
     rid, seg_path, seg_file, media_path = prepare_recordings(stack, token, stack.dir)
     db = connect(stack.database_url)
     db.cursor().execute("UPDATE recordings SET status = 'ready' WHERE id = %s", (rid,))
-    db.close()
     if args.callgrind:
         callgrind(stack, args, rid, seg_path, token)
         return
@@ -295,35 +335,58 @@ def run(stack, args):
     list_body = requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).content
     assert len(requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).json()["items"]) == 20
     bodies = {"get.json": get_body, "list.json": list_body, "segment.bin": seg_file.read_bytes(), "empty": b""}
-    add_baselines(stack, args.build, bodies)
-    cases = [  # name, API URL, wrk options, body name, b= of the minimal responder
-        ("GET /recordings/{id}", f"{base}/api/v1/recordings/{rid}", {"headers": [auth]}, "get.json", 1),
-        ("GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),
-        ("POST /recordings/{id}/progress", f"{base}/api/v1/recordings/{rid}/progress",
+    min_pid = add_baselines(stack, args.build, bodies)
+    cases = [  # short name, name, API URL, wrk options, body name, b= of the minimal responder
+        ("get", "GET /recordings/{id}", f"{base}/api/v1/recordings/{rid}", {"headers": [auth]}, "get.json", 1),
+        ("list", "GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),
+        ("progress", "POST /recordings/{id}/progress", f"{base}/api/v1/recordings/{rid}/progress",
          {"headers": [auth], "script": "progress.lua"}, "empty", 0),
-        ("GET segment (?token=)", base + seg_path, {}, "segment.bin", 3),
+        ("segment", "GET segment (?token=)", base + seg_path, {}, "segment.bin", 3),
     ]
     print(f"api bench: nginx -> vtp-api ({stack.env.get('VTP_API_THREADS', '4')} threads), wrk -t2 "
           f"-c{args.connections}, {args.seconds} s per figure; load average before: {os.getloadavg()[0]:.2f}")
+    only = [o for o in args.only.split(",") if o]
+    assert all(o in [c[0] for c in cases] for o in only), f"--only takes {', '.join(c[0] for c in cases)}"
     figures = {}
-    for name, url, opts, body, b in cases:
-        api = wrk(url, args.seconds, args.connections, **opts)
+    runs = [c[1:] for c in cases if not only or c[0] in only for _ in range(args.repeat)]
+    for n, (name, url, opts, body, b) in enumerate(runs):
+        if args.repeat > 1:
+            print(f"(load average {os.getloadavg()[0]:.2f})")
+        perf = None
+        if args.perf:
+            short = next(c[0] for c in cases if c[1] == name)
+            perf = subprocess.Popen(["perf", "record", "-a", "-g", "-q", "-o",
+                                     str(Path(args.perf).resolve() / f"{short}.{n}.perf.data"),
+                                     "--", "sleep", str(max(1, args.seconds - 2))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        api, api_cpu = cpu_per_request(stack, db, stack.api_proc.pid,
+                                       lambda: wrk(url, args.seconds, args.connections, **opts))
+        if perf:
+            perf.wait(60)
         static = wrk(f"{base}/bench-static/{body}", args.seconds, args.connections)
         minimal_opts = {"script": "progress.lua"} if b == 0 else {}
-        minimal = wrk(f"{base}/bench-min?b={b}", args.seconds, args.connections, **minimal_opts)
+        minimal, min_cpu = cpu_per_request(stack, db, min_pid, lambda: wrk(
+            f"{base}/bench-min?b={b}", args.seconds, args.connections, **minimal_opts))
         size = len(bodies[body])
         print(name)
         line("vtp-api", api, size, f"  = {api['rps'] / minimal['rps']:.2f} x minimal, "
                                    f"{api['rps'] / static['rps']:.2f} x static")
         line("baseline: minimal libfcgi responder", minimal, size)
         line("baseline: static file from nginx", static, size)
+        print(f"  CPU us per request: vtp-api {api_cpu['responder']:.1f} + nginx {api_cpu['nginx']:.1f} + "
+              f"PostgreSQL {api_cpu['postgres']:.1f} = {sum(api_cpu.values()):.1f}; minimal responder "
+              f"{min_cpu['responder']:.1f} + nginx {min_cpu['nginx']:.1f} = {sum(min_cpu.values()):.1f}; "
+              f"ratio {sum(min_cpu.values()) / max(0.1, sum(api_cpu.values())):.2f} (wrk not counted)")
         figures[name] = (api, minimal, static)
-    get_api, get_min, _ = figures["GET /recordings/{id}"]
-    seg_api, _, seg_static = figures["GET segment (?token=)"]
-    print("targets:")
-    print(f"  GET /recordings/{{id}} >= 0.50 x minimal: {get_api['rps'] / get_min['rps']:.2f}  "
-          f"p99 <= 10 ms: {get_api['p99']:.2f} ms")
-    print(f"  segment path >= 0.80 x static: {seg_api['rps'] / seg_static['rps']:.2f}")
+    print("targets (the last run of each):")
+    if "GET /recordings/{id}" in figures:
+        get_api, get_min, _ = figures["GET /recordings/{id}"]
+        print(f"  GET /recordings/{{id}} >= 0.50 x minimal: {get_api['rps'] / get_min['rps']:.2f}  "
+              f"p99 <= 10 ms: {get_api['p99']:.2f} ms")
+    if "GET segment (?token=)" in figures:
+        seg_api, _, seg_static = figures["GET segment (?token=)"]
+        print(f"  segment path >= 0.80 x static: {seg_api['rps'] / seg_static['rps']:.2f}")
+    db.close()
     if args.rss:
         rss(stack, args, base, rid, media_path, auth, hdr)
 

@@ -70,6 +70,15 @@ void http_json(struct vtp_ctx *ctx, int status, json_object *body)
 	set_body(ctx, status, "application/json; charset=utf-8", body);
 }
 
+void http_json_text(struct vtp_ctx *ctx, int status, struct vtp_buf *body)
+{
+	ctx->resp.status = status;
+	vtp_buf_free(&ctx->resp.body);
+	ctx->resp.body = *body; /* taken over, not copied */
+	*body = (struct vtp_buf){0};
+	vtp_buf_puts(&ctx->resp.headers, "Content-Type: application/json; charset=utf-8\r\n");
+}
+
 void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char *fmt, ...)
 {
 	char detail[512];
@@ -106,19 +115,27 @@ PGresult *http_query(struct vtp_ctx *ctx, const char *sql, int nparams, const ch
 	return res;
 }
 
-void http_serialise(const struct vtp_response *resp, struct vtp_buf *out)
+bool http_has_body(const struct vtp_response *resp)
 {
-	vtp_buf_printf(out, "Status: %d %s\r\n", resp->status, http_reason(resp->status));
+	return resp->status != 204 && resp->status != 304 && !resp->head_only;
+}
+
+void http_serialise_head(const struct vtp_response *resp, struct vtp_buf *out)
+{
+	/* snprintf into a line, not vtp_buf_printf: that formats twice, and this runs for every request. */
+	char line[96];
+	int n = snprintf(line, sizeof line, "Status: %d %s\r\n", resp->status, http_reason(resp->status));
+	vtp_buf_append(out, line, (size_t)n);
 	vtp_buf_append(out, resp->headers.data ? resp->headers.data : "", resp->headers.len);
-	if (resp->status != 204 && resp->status != 304)
-		vtp_buf_printf(out, "Content-Length: %lld\r\n", (long long)resp->body.len + resp->stream_len);
+	if (resp->status != 204 && resp->status != 304) {
+		n = snprintf(line, sizeof line, "Content-Length: %lld\r\n", (long long)resp->body.len + resp->stream_len);
+		vtp_buf_append(out, line, (size_t)n);
+	}
 	/* Answers are private and not stored, unless the handler said otherwise
 	 * (images and files that carry an ETag). */
 	if (!resp->headers.data || !strstr(resp->headers.data, "Cache-Control:"))
 		vtp_buf_puts(out, "Cache-Control: no-store\r\n");
 	vtp_buf_puts(out, "X-Content-Type-Options: nosniff\r\n\r\n");
-	if (resp->status != 204 && resp->status != 304 && !resp->head_only)
-		vtp_buf_append(out, resp->body.data ? resp->body.data : "", resp->body.len);
 }
 
 void http_ctx_free(struct vtp_ctx *ctx)

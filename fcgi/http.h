@@ -73,6 +73,9 @@ void http_problem(struct vtp_ctx *ctx, int status, const char *code, const char 
 struct pg_result *http_query(struct vtp_ctx *ctx, const char *sql, int nparams, const char *const *params);
 /* Sets a JSON answer and takes ownership of body (NULL: no body). */
 void http_json(struct vtp_ctx *ctx, int status, json_object *body);
+/* Sets a JSON answer whose text the caller wrote (fcgi/json_out.h): takes
+ * body's memory over and leaves body empty (the caller may still free it). */
+void http_json_text(struct vtp_ctx *ctx, int status, struct vtp_buf *body);
 void http_header(struct vtp_ctx *ctx, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *http_reason(int status);
 /* The CGI/FastCGI parameter name of the request, or NULL. */
@@ -81,8 +84,10 @@ static inline const char *http_param(const struct vtp_ctx *ctx, const char *name
 	return ctx->req.param ? ctx->req.param(name, ctx->req.param_env) : NULL;
 }
 
-/* Serialises the response as a CGI/FastCGI answer into out. */
-void http_serialise(const struct vtp_response *resp, struct vtp_buf *out);
+/* Serialises the head of the response as a CGI/FastCGI answer into out;
+ * resp->body follows it when http_has_body() (not for 204, 304 or HEAD). */
+void http_serialise_head(const struct vtp_response *resp, struct vtp_buf *out);
+bool http_has_body(const struct vtp_response *resp);
 void http_ctx_free(struct vtp_ctx *ctx);
 
 /* Looks name up in a query string and percent-decodes its value into out.

@@ -74,7 +74,7 @@ static void serve_one(struct vtp_db *db, param_fn param, void *env, http_read_fn
 		      void *out)
 {
 	struct vtp_ctx ctx = {0};
-	struct vtp_buf answer = {0};
+	struct vtp_buf head = {0};
 	struct timespec start;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 
@@ -109,8 +109,12 @@ static void serve_one(struct vtp_db *db, param_fn param, void *env, http_read_fn
 		router_dispatch(&ctx);
 
 	ctx.resp.head_only = ctx.req.method && strcmp(ctx.req.method, "HEAD") == 0;
-	http_serialise(&ctx.resp, &answer);
-	if (write(out, answer.data, answer.len) < 0 ||
+	/* The head and the body go out as two writes into libfcgi's buffer
+	 * rather than one copy of both. */
+	http_serialise_head(&ctx.resp, &head);
+	bool body = http_has_body(&ctx.resp);
+	if (write(out, head.data, head.len) < 0 || (body && ctx.resp.body.len &&
+						       write(out, ctx.resp.body.data, ctx.resp.body.len) < 0) ||
 	    (ctx.resp.stream && ctx.resp.status != 304 && !ctx.resp.head_only &&
 	     ctx.resp.stream(ctx.resp.stream_arg, write, out) < 0))
 		log_warn("%s %s: the client went away before the answer was sent", ctx.req.method, ctx.req.path);
@@ -120,7 +124,7 @@ static void serve_one(struct vtp_db *db, param_fn param, void *env, http_read_fn
 		log_warn("%s %s -> %d in %.1f ms", ctx.req.method, ctx.req.path, ctx.resp.status, elapsed_ms(&start));
 	else
 		log_debug("%s %s -> %d in %.1f ms", ctx.req.method, ctx.req.path, ctx.resp.status, elapsed_ms(&start));
-	vtp_buf_free(&answer);
+	vtp_buf_free(&head);
 	http_ctx_free(&ctx);
 }
 

@@ -287,6 +287,45 @@ def test_get_recording(base_url, users):
     assert got == rec
 
 
+def test_get_list_and_stop_write_the_same_recording(base_url, users, db):
+    """GET /recordings/{id} writes its answer from one statement, the list and stop from another: the same
+    recording reads the same through all three, escapes, jobs (the latest 10), renditions and health included."""
+    room = unique("room")
+    title = 'Quote " back \\ slash / caf\u00e9 \U0001f3a5 <b>'
+    rec = users.a.start_ok(room_id=room, title=title,
+                           source={"type": "url", "url": "rtmp://user:p%40ss@host.example/live/key"})
+    detail = {"part": 1, "streams": [{"type": "video", "packets": 10, "bit_rate": 1.5e6}], "note": "a \"b\""}
+    with db.cursor() as cur:
+        cur.execute("UPDATE recordings SET status = 'recording', started_at = now(), duration_s = 12.345,"
+                    " size_bytes = 123456789012, poster_s = 1.5, renditions = %s WHERE id = %s",
+                    (json.dumps([{"name": "360p", "width": 640, "height": 360, "bandwidth": 800000,
+                                  "frame_rate": 29.97}]), rec["id"]))
+        for i in range(11):  # more than the 10 latest shown
+            cur.execute("INSERT INTO jobs (kind, queue, recording_id, state, progress, finished_at)"
+                        " VALUES ('noop', 'light', %s, 'succeeded', %s, now())", (rec["id"], i / 10))
+        cur.execute("INSERT INTO jobs (kind, queue, recording_id, state, progress, progress_detail, worker,"
+                    " lease_expires_at, started_at) VALUES ('record', 'record', %s, 'running', 0.3, %s,"
+                    " 'test', now() + interval '1 hour', now()) RETURNING id", (rec["id"], json.dumps(detail)))
+        running = cur.fetchone()[0]
+    got = check_recording(assert_json(users.a.get(f"{API}/recordings/{rec['id']}"), 200))
+    assert got["title"] == title and got["source"] == {"type": "url", "url": "rtmp://host.example/live/key"}
+    assert got["duration_s"] == 12.345 and got["size_bytes"] == 123456789012, got
+    assert got["thumbnail_url"] == f"/api/v1/recordings/{rec['id']}/thumbnail", got
+    assert got["stream_url"] == f"/api/v1/recordings/{rec['id']}/stream/playlist.m3u8", got
+    assert got["renditions"][0]["frame_rate"] == 29.97, got
+    assert len(got["jobs"]) == 10 and got["jobs"][-1] == {"id": running, "kind": "record", "state": "running",
+                                                           "progress": 0.3}, got["jobs"]
+    assert [j["id"] for j in got["jobs"]] == sorted(j["id"] for j in got["jobs"]), got["jobs"]
+    assert got["health"] == detail, got
+    assert [i for i in users.a.list_all(room_id=room)] == [got]
+    stopped = assert_json(users.a.post(f"{API}/recordings/{rec['id']}/stop"), 202)
+    assert stopped["status"] == "stopping" and stopped["health"] == detail, stopped
+    assert assert_json(users.a.get(f"{API}/recordings/{rec['id']}"), 200) == stopped
+    with db.cursor() as cur:
+        cur.execute("UPDATE recordings SET status = 'ready' WHERE id = %s", (rec["id"],))
+    assert assert_json(users.a.get(f"{API}/recordings/{rec['id']}"), 200)["health"] is None
+
+
 def test_get_unknown_recording_is_404(base_url, users):
     rid = str(uuid.uuid4())
     p = assert_problem(users.admin.get(f"{API}/recordings/{rid}"), 404, "recording_not_found")
