@@ -35,6 +35,13 @@ struct seq_state {
 	double jitter; /* in clock units */
 };
 
+/* A sender report as it arrived. */
+struct report_seen {
+	bool valid;
+	struct rtcp_sender_report sr;
+	int64_t arrival_ns;
+};
+
 struct relay_stream {
 	int in_rtp, in_rtcp;   /* bound to the SDP's port and port+1; -1 when this m= line is not relayed */
 	/* On 127.0.0.1, what libavformat receives from. Nothing comes back on them: libavformat 5.1's sdp demuxer
@@ -44,7 +51,14 @@ struct relay_stream {
 	struct sockaddr_in local_rtp, local_rtcp; /* where libavformat listens */
 	int pt;			 /* the m= line's first payload type: the one counted */
 	uint32_t clock_rate;
-	struct seq_state seq;	 /* under the relay's lock */
+	/* under the relay's lock: */
+	struct seq_state seq;
+	bool have_packet;	    /* the current SSRC's first packet: */
+	uint32_t first_rtp_timestamp;
+	int64_t first_arrival_ns;
+	/* The first and the latest sender report of the SSRC that sent the latest one. Kept whatever the SSRC,
+	 * because ffmpeg (and others) send a report before their first RTP packet. */
+	struct report_seen first_sr, last_sr;
 };
 
 struct rtp_relay {
@@ -81,6 +95,31 @@ static void seq_restart(struct seq_state *s, uint16_t seq)
 	s->have_transit = false;
 }
 
+static uint32_t read32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+int rtcp_find_sender_report(const uint8_t *buf, size_t len, struct rtcp_sender_report *out)
+{
+	size_t at = 0;
+	while (len - at >= 4) {
+		const uint8_t *p = buf + at;
+		size_t size = ((size_t)(p[2] << 8 | p[3]) + 1) * 4;
+		if ((p[0] >> 6) != 2 || size > len - at)
+			return 0;
+		/* header 4, SSRC 4, then the sender info's 20: NTP 8, RTP timestamp 4, the two counts */
+		if (p[1] == 200 && size >= 28) {
+			out->ssrc = read32(p + 4);
+			out->ntp = (uint64_t)read32(p + 8) << 32 | read32(p + 12);
+			out->rtp_timestamp = read32(p + 16);
+			return 1;
+		}
+		at += size;
+	}
+	return 0;
+}
+
 static int64_t seq_lost(const struct seq_state *s)
 {
 	int64_t expected = (int64_t)s->cycles + s->max_seq - s->base_seq + 1;
@@ -92,8 +131,7 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 {
 	struct seq_state *s = &st->seq;
 	uint16_t seq = (uint16_t)(p[2] << 8 | p[3]);
-	uint32_t ts = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
-	uint32_t ssrc = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+	uint32_t ts = read32(p + 4), ssrc = read32(p + 8);
 	if (!s->started || ssrc != s->ssrc) {
 		/* a new sender (or the first): what the previous one lost stays counted */
 		if (s->started) {
@@ -103,6 +141,9 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 		s->started = true;
 		s->ssrc = ssrc;
 		seq_restart(s, seq);
+		st->have_packet = true;
+		st->first_rtp_timestamp = ts;
+		st->first_arrival_ns = arrival_ns;
 	} else {
 		uint16_t udelta = (uint16_t)(seq - s->max_seq);
 		if (udelta < MAX_DROPOUT) {
@@ -155,6 +196,15 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			}
 			sendto(st->out_rtp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtp, sizeof st->local_rtp);
 		} else {
+			struct rtcp_sender_report sr;
+			if (rtcp_find_sender_report(buf, (size_t)n, &sr)) {
+				struct report_seen seen = {.valid = true, .sr = sr, .arrival_ns = arrival_ns(&msg)};
+				pthread_mutex_lock(&relay->lock);
+				if (!st->last_sr.valid || st->last_sr.sr.ssrc != sr.ssrc)
+					st->first_sr = seen;
+				st->last_sr = seen;
+				pthread_mutex_unlock(&relay->lock);
+			}
 			/* the sender's reports: libavformat maps timestamps through them */
 			sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
 		}
@@ -355,11 +405,19 @@ fail:;
 	return NULL;
 }
 
-int rtp_relay_stats(struct rtp_relay *relay, int id, struct rtp_stream_stats *out)
+/* The relayed stream libavformat numbers id, or NULL. */
+static struct relay_stream *stream_of(struct rtp_relay *relay, int id)
 {
 	if (!relay || id < 0 || id >= relay->n_streams || relay->streams[id].in_rtp < 0)
+		return NULL;
+	return &relay->streams[id];
+}
+
+int rtp_relay_stats(struct rtp_relay *relay, int id, struct rtp_stream_stats *out)
+{
+	struct relay_stream *st = stream_of(relay, id);
+	if (!st)
 		return -1;
-	struct relay_stream *st = &relay->streams[id];
 	pthread_mutex_lock(&relay->lock);
 	const struct seq_state *s = &st->seq;
 	int64_t lost = s->started ? seq_lost(s) : 0;
@@ -367,6 +425,26 @@ int rtp_relay_stats(struct rtp_relay *relay, int id, struct rtp_stream_stats *ou
 	out->received = s->received_before + s->received;
 	out->lost = s->lost_before + (lost > 0 ? lost : 0);
 	out->jitter_ms = st->clock_rate ? s->jitter * 1000.0 / st->clock_rate : 0;
+	pthread_mutex_unlock(&relay->lock);
+	return 0;
+}
+
+int rtp_relay_clock(struct rtp_relay *relay, int id, struct rtp_stream_clock *out)
+{
+	struct relay_stream *st = stream_of(relay, id);
+	if (!st)
+		return -1;
+	pthread_mutex_lock(&relay->lock);
+	*out = (struct rtp_stream_clock){.have_packet = st->have_packet,
+					 .first_rtp_timestamp = st->first_rtp_timestamp,
+					 .first_arrival_ns = st->first_arrival_ns};
+	/* a report of another SSRC (an earlier sender, or one that has not sent RTP yet) says nothing of this one */
+	if (st->have_packet && st->first_sr.valid && st->first_sr.sr.ssrc == st->seq.ssrc) {
+		out->have_report = true;
+		out->report_ntp = st->first_sr.sr.ntp;
+		out->report_rtp_timestamp = st->first_sr.sr.rtp_timestamp;
+		out->report_arrival_ns = st->first_sr.arrival_ns;
+	}
 	pthread_mutex_unlock(&relay->lock);
 	return 0;
 }

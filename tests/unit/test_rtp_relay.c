@@ -144,6 +144,129 @@ static void test_counts_loss_across_the_wrap_and_forwards_unchanged(void **state
 	close(tx);
 }
 
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+/* A sender report of 28 bytes (no report blocks) at p. */
+static void sender_report(uint8_t *p, uint32_t ssrc, uint64_t ntp, uint32_t rtp_ts)
+{
+	memset(p, 0, 28);
+	p[0] = 0x80;
+	p[1] = 200;
+	p[3] = 6;
+	put32(p + 4, ssrc);
+	put32(p + 8, (uint32_t)(ntp >> 32));
+	put32(p + 12, (uint32_t)ntp);
+	put32(p + 16, rtp_ts);
+}
+
+/* The SR is found wherever it is in a compound packet; receiver reports, SDES, a malformed packet or a
+ * length past the end give none. */
+static void test_sender_report_parsing(void **state)
+{
+	(void)state;
+	struct rtcp_sender_report sr;
+	uint8_t buf[128] = {0};
+	/* an empty receiver report (8 bytes), then the SR, then an SDES of 12 bytes */
+	buf[0] = 0x80, buf[1] = 201, buf[3] = 1;
+	sender_report(buf + 8, 0xdeadbeef, 0xe8f1a2b3c4d5e6f7ULL, 123456789);
+	uint8_t *sdes = buf + 36;
+	sdes[0] = 0x81, sdes[1] = 202, sdes[3] = 2;
+	memset(&sr, 0, sizeof sr);
+	assert_int_equal(rtcp_find_sender_report(buf, 48, &sr), 1);
+	assert_int_equal(sr.ssrc, 0xdeadbeef);
+	assert_true(sr.ntp == 0xe8f1a2b3c4d5e6f7ULL);
+	assert_int_equal(sr.rtp_timestamp, 123456789);
+	/* the SR as the only packet */
+	assert_int_equal(rtcp_find_sender_report(buf + 8, 28, &sr), 1);
+	assert_int_equal(sr.ssrc, 0xdeadbeef);
+	/* cut short: the SR's length runs past the end */
+	assert_int_equal(rtcp_find_sender_report(buf, 30, &sr), 0);
+	assert_int_equal(rtcp_find_sender_report(buf, 3, &sr), 0);
+	assert_int_equal(rtcp_find_sender_report(buf, 0, &sr), 0);
+	/* an SR whose length leaves out the sender info */
+	uint8_t shortsr[20];
+	memcpy(shortsr, buf + 8, 20);
+	shortsr[3] = 4;
+	assert_int_equal(rtcp_find_sender_report(shortsr, 20, &sr), 0);
+	/* only a receiver report and an SDES */
+	memcpy(buf + 8, sdes, 12);
+	assert_int_equal(rtcp_find_sender_report(buf, 20, &sr), 0);
+	/* version 1 before the SR: not RTCP, nothing read past it */
+	sender_report(buf + 8, 1, 2, 3);
+	buf[0] = 0x40;
+	assert_int_equal(rtcp_find_sender_report(buf, 36, &sr), 0);
+}
+
+/* The relay keeps the first packet's timestamp and the SSRC's first sender report, even when that report
+ * arrives before the first packet (as ffmpeg sends them); a new SSRC starts both over. */
+static void test_the_stream_clock_pairs_the_first_packet_and_report(void **state)
+{
+	(void)state;
+	int port = free_pair();
+	assert_true(port > 0);
+	char sdp[256];
+	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", port);
+	char *local = NULL;
+	int busy = 0, local_port = 0;
+	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
+	assert_non_null(relay);
+	assert_int_equal(sscanf(strstr(local, "m=video "), "m=video %d", &local_port), 1);
+	int rx = bound_loopback(local_port), rx_rtcp = bound_loopback(local_port + 1);
+	int tx = socket(AF_INET, SOCK_DGRAM, 0);
+	uint8_t pkt[40], got[100], sr[28];
+	struct rtp_stream_clock clock;
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_false(clock.have_packet);
+	assert_false(clock.have_report);
+	assert_int_equal(rtp_relay_clock(relay, 1, &clock), -1);
+
+	sender_report(sr, 0x12345678, 0x0000000180000000ULL, 5000);
+	send_to(tx, port + 1, sr, sizeof sr);
+	assert_int_equal(recv_within(rx_rtcp, got, sizeof got), (ssize_t)sizeof sr);
+	sender_report(sr, 0x12345678, 0x0000000280000000ULL, 95000); /* a later one: not the first */
+	send_to(tx, port + 1, sr, sizeof sr);
+	assert_int_equal(recv_within(rx_rtcp, got, sizeof got), (ssize_t)sizeof sr);
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_false(clock.have_report); /* no packet of that SSRC yet */
+	rtp_packet(pkt, 96, 7, 4000);
+	send_to(tx, port, pkt, sizeof pkt);
+	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+	rtp_packet(pkt, 96, 8, 7000);
+	send_to(tx, port, pkt, sizeof pkt);
+	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_true(clock.have_packet && clock.have_report);
+	assert_int_equal(clock.first_rtp_timestamp, 4000);
+	assert_true(clock.report_ntp == 0x0000000180000000ULL);
+	assert_int_equal(clock.report_rtp_timestamp, 5000);
+	assert_true(clock.first_arrival_ns > 0 && clock.report_arrival_ns > 0 &&
+		    clock.report_arrival_ns <= clock.first_arrival_ns);
+
+	/* another sender on the same port: its first packet, and no report until it sends one */
+	rtp_packet(pkt, 96, 100, 777);
+	pkt[11] = 0x79;
+	send_to(tx, port, pkt, sizeof pkt);
+	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_true(clock.have_packet && !clock.have_report);
+	assert_int_equal(clock.first_rtp_timestamp, 777);
+	sender_report(sr, 0x12345679, 0x0000000380000000ULL, 900);
+	send_to(tx, port + 1, sr, sizeof sr);
+	assert_int_equal(recv_within(rx_rtcp, got, sizeof got), (ssize_t)sizeof sr);
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_true(clock.have_report && clock.report_ntp == 0x0000000380000000ULL && clock.report_rtp_timestamp == 900);
+
+	rtp_relay_stop(relay);
+	free(local);
+	close(rx);
+	close(rx_rtcp);
+	close(tx);
+}
+
 /* A port of the SDP that is taken (the RTCP one here) is named. */
 static void test_a_port_in_use_is_named(void **state)
 {
@@ -171,6 +294,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts_loss_across_the_wrap_and_forwards_unchanged),
 		cmocka_unit_test(test_a_port_in_use_is_named),
+		cmocka_unit_test(test_sender_report_parsing),
+		cmocka_unit_test(test_the_stream_clock_pairs_the_first_packet_and_report),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
