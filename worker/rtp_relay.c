@@ -292,7 +292,8 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 					st->first_sr = seen;
 				st->last_sr = seen;
 			}
-			if (from.sin_family == AF_INET) {
+			/* only what looks like RTCP (version 2, a type of RFC 3550 or 4585) moves where feedback goes */
+			if (from.sin_family == AF_INET && n >= 8 && (buf[0] >> 6) == 2 && buf[1] >= 200 && buf[1] <= 206) {
 				st->sender_rtcp = from;
 				st->have_sender_rtcp = st->from_rtcp = true;
 			}
