@@ -507,15 +507,15 @@ static int udp_bound(uint32_t addr, int port, int *bound_port)
 	return fd;
 }
 
-/* Two loopback sockets on ports P and P+1 (P chosen by the kernel); 0, or -1 with errno set. */
-static int loopback_pair(int *a, int *b, int *port)
+/* Two sockets on addr, ports P and P+1 (P chosen by the kernel); 0, or -1 with errno set. */
+static int port_pair(uint32_t addr, int *a, int *b, int *port)
 {
 	for (int tries = 0; tries < 100; tries++) {
 		int p;
-		*a = udp_bound(INADDR_LOOPBACK, 0, &p);
+		*a = udp_bound(addr, 0, &p);
 		if (*a < 0)
 			return -1;
-		*b = p < 65535 ? udp_bound(INADDR_LOOPBACK, p + 1, NULL) : -1;
+		*b = p < 65535 ? udp_bound(addr, p + 1, NULL) : -1;
 		if (*b >= 0) {
 			*port = p;
 			return 0;
@@ -536,8 +536,10 @@ static void close_stream(struct relay_stream *st)
 	}
 }
 
-/* Binds stream st for the SDP's port: its own sockets, and a free loopback pair for libavformat, whose
- * number is returned in *local_port (the pair is probed and closed: libavformat binds it right after). */
+/* Binds stream st for the SDP's port: its own sockets, and a free pair for libavformat, whose number is
+ * returned in *local_port (the pair is probed and closed: libavformat binds it right after). libavformat binds
+ * it on every address (INADDR_ANY), so it is probed that way: a socket on another address holding one of
+ * the ports would pass a probe on loopback and then fail libavformat's bind (seen once in make test). */
 static int open_stream(struct relay_stream *st, int port, int *busy_port, int *local_port)
 {
 	int probe_a = -1, probe_b = -1, out_port;
@@ -550,8 +552,8 @@ static int open_stream(struct relay_stream *st, int port, int *busy_port, int *l
 		}
 		*(p == port ? &st->in_rtp : &st->in_rtcp) = fd;
 	}
-	if (loopback_pair(&st->out_rtp, &st->out_rtcp, &out_port) < 0 ||
-	    loopback_pair(&probe_a, &probe_b, local_port) < 0)
+	if (port_pair(INADDR_LOOPBACK, &st->out_rtp, &st->out_rtcp, &out_port) < 0 ||
+	    port_pair(INADDR_ANY, &probe_a, &probe_b, local_port) < 0)
 		return -1;
 	close(probe_a);
 	close(probe_b);
