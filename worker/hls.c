@@ -187,16 +187,18 @@ int hls_write_error(void)
 	return first_write_error;
 }
 
-void hls_master_lists(const char *hls_dir, bool *quick, bool *other)
+int hls_master_lists(const char *hls_dir, bool *quick, bool *other)
 {
-	char path[4096], line[512];
+	char path[4096], *line = NULL;
+	size_t size = 0;
 	*quick = *other = false;
 	snprintf(path, sizeof path, "%s/master.m3u8", hls_dir);
-	FILE *f = fopen(path, "r");
+	FILE *f = fopen(path, "re");
 	if (!f)
-		return;
-	/* Our master names each variant by its media playlist, "<rendition>/index.m3u8", on a line of its own. */
-	while (fgets(line, sizeof line, f)) {
+		return errno == ENOENT ? 1 : -1;
+	/* Our master names each variant by its media playlist, "<rendition>/index.m3u8", on a line of its own;
+	 * getline, as a tag line with long CODECS may be longer than any fixed buffer. */
+	while (getline(&line, &size, f) >= 0) {
 		if (!line[0] || line[0] == '#' || line[0] == '\n')
 			continue;
 		if (strncmp(line, PLAYABLE_NAME "/", strlen(PLAYABLE_NAME "/")) == 0)
@@ -204,13 +206,19 @@ void hls_master_lists(const char *hls_dir, bool *quick, bool *other)
 		else
 			*other = true;
 	}
+	int ret = ferror(f) ? -1 : 0;
+	int saved = errno;
+	free(line);
 	fclose(f);
+	errno = saved;
+	return ret;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
-	return remove(path);
+	/* Gone already: someone else (a publish's clean-up, another attempt) is removing the same tree. */
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
 }
 
 int hls_remove_tree(const char *path)

@@ -57,8 +57,9 @@ int hls_write_error(void);
 json_object *hls_renditions_json(const struct hls_variant *v, int n, const char *status);
 
 /* Which renditions the master playlist in hls_dir lists: *quick, the quick rendition (PLAYABLE_NAME);
- * *other, any other. Both false when there is no master. */
-void hls_master_lists(const char *hls_dir, bool *quick, bool *other);
+ * *other, any other. Returns 0; 1 when there is no master (both false); -1 with errno when it cannot be
+ * read (both false, and the caller must not act as if there were none). */
+int hls_master_lists(const char *hls_dir, bool *quick, bool *other);
 
 /* Removes a folder and what is in it (symbolic links removed, not
  * followed); a missing one is fine. Returns 0 or -1. */

@@ -57,8 +57,9 @@ void job_result_none(struct job *job, const char *key);
  * follows. Takes ownership of result. */
 void job_publish(struct job *job, json_object *result);
 /* After a stop request: tells the supervisor the job is still finishing what it must (a recorder joining
- * its parts), so the SIGKILL that follows its kind's stop grace waits one more grace from now. A job that
- * hangs says nothing and is killed; one that works on may take as long as its data needs. */
+ * its parts), so the SIGKILL that follows its kind's stop grace waits one more grace from now (kinds with
+ * a stop grace only; at most an hour after the stop: supervisor.c FINISH_LIMIT_S). A job that hangs says
+ * nothing and is killed. */
 void job_still_finishing(struct job *job);
 /* Sets the job's readable error (its last_error); printf-style. */
 void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

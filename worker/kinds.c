@@ -30,7 +30,8 @@
 #define TRANSCODE_PUBLISH_SQL                                                                                  \
 	"WITH tidy AS (INSERT INTO jobs (kind, recording_id, priority, run_at)"                               \
 	" SELECT 'tidy', $1, 500, clock_timestamp() + interval '1 day'"                                       \
-	" WHERE COALESCE(($2::jsonb ->> 'quick_carried')::boolean, false))"                                   \
+	" WHERE COALESCE(($2::jsonb ->> 'quick_carried')::boolean, false)"                                    \
+	" AND EXISTS (SELECT 1 FROM recordings WHERE id = $1 AND deleted_at IS NULL))"                        \
 	" UPDATE recordings SET renditions = $2::jsonb -> 'renditions', hls_segment_type = $2::jsonb ->> 'segment_type',"\
 	" updated_at = clock_timestamp() WHERE id = $1"
 
@@ -54,7 +55,7 @@
 	" updated_at = clock_timestamp() WHERE id = $1"
 
 static const struct job_kind kinds[] = {
-	/* name     run         publish_sql         timeout_s  in_process */
+	/* name     run         publish_sql         timeout_s  in_process  stop_grace_s (0: 0.5 s) */
 	/* 1 s of grace: the tests of job_still_finishing() stop a noop job */
 	{ "noop",   noop_run,   NULL,               10,        true, 1 },
 	{ "probe",  probe_run,  PROBE_PUBLISH_SQL,  120,       false },

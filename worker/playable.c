@@ -12,13 +12,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* True when the master playlist in hls_dir lists a rendition other than
- * the quick one: a ladder is published, and the quick rendition must not
- * replace it. */
-static bool ladder_published(const char *hls_dir)
+/* 1 when the master playlist in hls_dir lists a rendition other than the
+ * quick one: a ladder is published, and the quick rendition must not replace
+ * it; 0 when not; -1 after job_error() when the master cannot be read. */
+static int ladder_published(struct job *job, const char *hls_dir)
 {
 	bool quick, other;
-	hls_master_lists(hls_dir, &quick, &other);
+	if (hls_master_lists(hls_dir, &quick, &other) < 0) {
+		job_error(job, "cannot read the master playlist: %s", strerror(errno));
+		return -1;
+	}
 	return other;
 }
 
@@ -28,8 +31,10 @@ int playable_publish(struct job *job, const char *hls_dir, struct hls_variant *v
 	char *tmp = xasprintf("%s/master.m3u8.tmp", hls_dir);
 	char *master = xasprintf("%s/master.m3u8", hls_dir);
 	char *folder = storage_path(job->cfg, job->recording_id, NULL);
-	int ret = -1;
-	if (ladder_published(hls_dir)) {
+	int ret = -1, published = ladder_published(job, hls_dir);
+	if (published < 0)
+		goto out;
+	if (published) {
 		/* A ladder was published meanwhile (the queue keeps the two apart:
 		 * sql/010): its master stays; the recording keeps its renditions. */
 		if (final)
@@ -76,7 +81,10 @@ int playable_run(struct job *job)
 		job_error(job, "cannot create the output folder: %s", strerror(errno));
 		goto out;
 	}
-	if (ladder_published(hls)) {
+	int published = ladder_published(job, hls);
+	if (published < 0)
+		goto out;
+	if (published) {
 		/* Run again after the ladder (an admin's retry): nothing to do. */
 		job_result(job, json_object_new_object());
 		ret = 0;

@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -661,6 +662,42 @@ static int fill_silence(AVFormatContext *out, int o, const struct silence *s, in
  * gaps to note. Where an audio stream has no packets (a muted microphone sends nothing, or starts later than
  * the camera), silent frames are written, so that audio and video end within one frame of each other.
  * Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
+struct fsync_call {
+	int fd, ret, err;
+};
+
+static void *fsync_thread(void *arg)
+{
+	struct fsync_call *c = arg;
+	c->ret = fsync(c->fd);
+	c->err = errno;
+	return NULL;
+}
+
+/* fsync(fd), which for a joined file of many GB may outlast the stop grace: it runs in a thread while this
+ * one tells the supervisor every second that the job is still finishing. Returns 0, or -1 with errno. */
+static int fsync_saying_so(struct job *job, int fd)
+{
+	struct fsync_call c = {.fd = fd};
+	pthread_t t;
+	if (pthread_create(&t, NULL, fsync_thread, &c) != 0)
+		return fsync(fd);
+	for (;;) {
+		struct timespec at;
+		clock_gettime(CLOCK_REALTIME, &at); /* pthread_timedjoin_np's clock */
+		at.tv_sec += 1;
+		int rc = pthread_timedjoin_np(t, NULL, &at);
+		if (rc != ETIMEDOUT) {
+			if (rc != 0)
+				pthread_join(t, NULL);
+			break;
+		}
+		job_still_finishing(job);
+	}
+	errno = c.err;
+	return c.ret;
+}
+
 static int join_parts(struct recorder *r, double *duration_s, int64_t *size, char *note, size_t note_size)
 {
 	AVFormatContext *out = NULL;
@@ -690,6 +727,7 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 	/* The joined file has every stream that any part has: a retry may have seen a camera that the
 	 * first attempt did not. */
 	for (int n = 1; n <= last; n++) {
+		job_still_finishing(r->job); /* each part's probe reads its start: a while on slow storage */
 		AVFormatContext *in = open_part(r, n, path, sizeof path);
 		for (unsigned i = 0; in && i < in->nb_streams && out->nb_streams < MAX_STREAMS; i++) {
 			if (match_stream(out, in, i) >= 0)
@@ -724,6 +762,7 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 	 * after the stop grace would leave the recording unjoined. */
 	int64_t said_at = av_gettime_relative();
 	for (int n = 1; n <= last; n++) {
+		job_still_finishing(r->job);
 		AVFormatContext *in = open_part(r, n, path, sizeof path);
 		if (!in)
 			continue;
@@ -835,7 +874,7 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 	}
 	avio_closep(&out->pb);
 	int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0 || rename(tmp, final) < 0) {
+	if (fd < 0 || fsync_saying_so(r->job, fd) < 0 || rename(tmp, final) < 0) {
 		if (fd >= 0)
 			close(fd);
 		job_error(r->job, "cannot publish source.mkv: %s", strerror(errno));

@@ -26,6 +26,9 @@
 #define MAX_SLOTS 64
 #define IDLE_POLL_MS 5000     /* the slow poll behind LISTEN/NOTIFY */
 #define KILL_AFTER_S 0.5      /* SIGTERM first; SIGKILL after this unless the kind asks for more */
+/* However long a stopped job says it is still finishing (a recorder joining a day-long recording's parts
+ * reads and writes tens of GB), it is killed this long after the stop: one that loops saying so is hung. */
+#define FINISH_LIMIT_S 3600.0
 #define PRUNE_EVERY_S 600.0
 #define MAX_REPORT_BYTES (4 << 20)
 #define UNTIL_IDLE_LOCK "7305870002"
@@ -55,7 +58,7 @@ struct slot {
 	char *result;
 	char *partial; /* an intermediate result (job_publish) not yet published */
 	char *error;
-	double started, deadline, kill_at;
+	double started, deadline, kill_at, stopped_at;
 	enum stop_reason stop;
 	bool pending;	       /* the child is gone; its outcome is not yet in the database */
 	enum outcome_kind outcome;
@@ -203,12 +206,14 @@ static void slot_release(struct slot *slot)
 }
 
 /* A child asked to stop (cancel or shutdown) that says it is still finishing gets one more stop grace
- * before the SIGKILL; a timed-out job does not. */
+ * before the SIGKILL, up to FINISH_LIMIT_S after the stop; a timed-out job does not. */
 static void still_finishing(struct slot *slot)
 {
-	if (slot->kill_at > 0 && (slot->stop == STOP_CANCEL || slot->stop == STOP_SHUTDOWN) && slot->kind &&
-	    slot->kind->stop_grace_s > 0)
-		slot->kill_at = now_s() + slot->kind->stop_grace_s;
+	if (slot->kill_at <= 0 || (slot->stop != STOP_CANCEL && slot->stop != STOP_SHUTDOWN) || !slot->kind ||
+	    slot->kind->stop_grace_s <= 0)
+		return;
+	double until = now_s() + slot->kind->stop_grace_s;
+	slot->kill_at = until < slot->stopped_at + FINISH_LIMIT_S ? until : slot->stopped_at + FINISH_LIMIT_S;
 }
 
 /* Parses the complete report lines in slot->report (see job.c). */
@@ -363,7 +368,8 @@ static void request_stop(struct slot *slot, enum stop_reason reason)
 	kill(slot->pid, SIGTERM);
 	/* A recorder asked to stop finalises its file: it gets its kind's grace. */
 	double grace = slot->kind && slot->kind->stop_grace_s > 0 ? slot->kind->stop_grace_s : KILL_AFTER_S;
-	slot->kill_at = now_s() + grace;
+	slot->stopped_at = now_s();
+	slot->kill_at = slot->stopped_at + grace;
 }
 
 /* Runs the job in this process: for kinds that cannot crash or hang. */

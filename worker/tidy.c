@@ -23,7 +23,10 @@ int tidy_run(struct job *job)
 	quick = xasprintf("%s/%s", hls_dir, PLAYABLE_NAME);
 	aside = xasprintf("%s/.%s-tidy-%lld", hls_dir, PLAYABLE_NAME, (long long)job->id);
 	bool listed, other;
-	hls_master_lists(hls_dir, &listed, &other);
+	if (hls_master_lists(hls_dir, &listed, &other) < 0) {
+		job_error(job, "cannot read the master playlist: %s", strerror(errno));
+		goto out;
+	}
 	json_object *result = json_object_new_object();
 	if (listed) {
 		/* The master plays from it again (a new playable run): it is no longer a leftover. */
@@ -33,19 +36,15 @@ int tidy_run(struct job *job)
 		goto out;
 	}
 	/* Out of the served folder in one step, then removed: a reader sees the whole rendition or none of it.
-	 * Nothing there (a deleted recording, a second run, an earlier attempt that got as far as the rename)
-	 * is done already. */
-	if (rename(quick, aside) != 0 && errno != ENOENT) {
+	 * What an earlier attempt moved aside goes first (the rename could not replace it). Nothing there (a
+	 * deleted recording, a second run) is done already. */
+	bool moved = hls_remove_tree(aside) == 0 && rename(quick, aside) == 0;
+	if ((!moved && errno != ENOENT) || hls_remove_tree(aside) != 0) {
 		job_error(job, "cannot remove the carried-over quick rendition: %s", strerror(errno));
 		json_object_put(result);
 		goto out;
 	}
-	if (hls_remove_tree(aside) != 0) {
-		job_error(job, "cannot remove the carried-over quick rendition: %s", strerror(errno));
-		json_object_put(result);
-		goto out;
-	}
-	json_object_object_add(result, "removed", json_object_new_boolean(true));
+	json_object_object_add(result, "removed", json_object_new_boolean(moved));
 	job_result(job, result);
 	job_progress(job, 1);
 	ret = 0;

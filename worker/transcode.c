@@ -962,7 +962,8 @@ static bool carry_quick(const char *final, const char *tmp)
 {
 	char path[4096], from[4096], to[4096];
 	bool listed, other;
-	hls_master_lists(final, &listed, &other);
+	if (hls_master_lists(final, &listed, &other) < 0)
+		listed = false; /* unreadable: carry nothing over; a player on quick/ reloads the master */
 	snprintf(path, sizeof path, "%s/%s", tmp, PLAYABLE_NAME);
 	if (!listed || mkdir(path, 0750) != 0)
 		return false;
