@@ -110,6 +110,9 @@ def test_playlist_links_open_their_files_with_the_api_headers(stack, owner, two)
         part = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=10)
         assert part.status_code == 206 and part.content == file.read_bytes()[10:20], part.status_code
         assert part.headers["Content-Range"] == f"bytes 10-19/{st.st_size}", part.headers
+        beyond = requests.get(url, headers={"Range": f"bytes={st.st_size}-"}, timeout=10)
+        assert_problem(beyond, 416, "range_not_satisfiable")
+        assert beyond.headers["Content-Range"] == f"bytes */{st.st_size}", beyond.headers
         same = requests.get(url, headers={"If-None-Match": got.headers["ETag"]}, timeout=10)
         assert same.status_code == 304 and same.content == b"", same.status_code
         assert requests.head(url, timeout=10).headers["Content-Length"] == str(st.st_size)
