@@ -8,7 +8,11 @@ endpoint next to two baselines measured in the same run behind the same nginx:
 
 Endpoints: GET /recordings/{id}, GET /recordings?limit=20 (20 recordings in the list), POST
 /recordings/{id}/progress (a new playback session each request; a database write), and the authorised segment
-path (GET .../stream/360p/seg_00000.m4s?token=…: the token check, then X-Accel-Redirect to the file). The stack
+path: the segment URI exactly as the media playlist gives it (behind nginx ...seg_00000.m4s?md5=…&expires=…, a
+link nginx checks and answers itself), and for comparison the same segment with ?token= (vtp-api's token check,
+then X-Accel-Redirect to the file: what Apache-less setups without the link secret, and Bearer players, use);
+these two, the static file and the minimal responder alternate in rounds, each with the CPU time the stack's
+processes spent per request. The stack
 is the integration tests' (release build, PostgreSQL with fsync on); wrk runs on the same machine (2 threads).
 
 --rss: vtp-api's resident memory after 1,000 requests and after 1,000,000 (a mix of the read endpoints,
@@ -113,8 +117,8 @@ def as_vtp(stack, path):
 
 def prepare_recordings(stack, token, workdir):
     """Imports a 6 s 640x360 file and runs its jobs (probe, transcode, ...); adds 20 more recordings for the list.
-    Returns (recording id, the segment's URL path with its token, the segment file, the media playlist's
-    URL path with its token)."""
+    Returns (recording id, the segment's URL path with its query as the media playlist gives it, the segment
+    file, the media playlist's URL path with its token)."""
     base = stack.frontends["nginx"]
     src = workdir / "source.mp4"
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
@@ -308,6 +312,7 @@ def callgrind_total(stack, n, path, query, authorization, keep):
 
 
 def callgrind(stack, args, rid, seg_path, token):
+    """seg_path: a segment's URL path with a ?token= (vtp-api's side of the segment path)."""
     n = args.callgrind
     print(f"api bench --callgrind: vtp-api instructions per request (release build, 1 thread), from runs of 1 and "
           f"{1 + n} requests; load average: {os.getloadavg()[0]:.2f}")
@@ -326,10 +331,12 @@ def run(stack, args):
     auth = f"Authorization: Bearer {token}"
     hdr = {"Authorization": f"Bearer {token}"}
     rid, seg_path, seg_file, media_path = prepare_recordings(stack, token, stack.dir)
+    # The same segment with the media playlist's ?token= instead of nginx's link: vtp-api checks it.
+    seg_token_path = seg_path.split("?")[0] + "?" + urllib.parse.urlsplit(media_path).query
     db = connect(stack.database_url)
     db.cursor().execute("UPDATE recordings SET status = 'ready' WHERE id = %s", (rid,))
     if args.callgrind:
-        callgrind(stack, args, rid, seg_path, token)
+        callgrind(stack, args, rid, seg_token_path, token)
         return
     get_body = requests.get(f"{base}/api/v1/recordings/{rid}", headers=hdr).content
     list_body = requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).content
@@ -341,12 +348,12 @@ def run(stack, args):
         ("list", "GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),
         ("progress", "POST /recordings/{id}/progress", f"{base}/api/v1/recordings/{rid}/progress",
          {"headers": [auth], "script": "progress.lua"}, "empty", 0),
-        ("segment", "GET segment (?token=)", base + seg_path, {}, "segment.bin", 3),
     ]
     print(f"api bench: nginx -> vtp-api ({stack.env.get('VTP_API_THREADS', '4')} threads), wrk -t2 "
           f"-c{args.connections}, {args.seconds} s per figure; load average before: {os.getloadavg()[0]:.2f}")
     only = [o for o in args.only.split(",") if o]
-    assert all(o in [c[0] for c in cases] for o in only), f"--only takes {', '.join(c[0] for c in cases)}"
+    names = [c[0] for c in cases] + ["segment"]
+    assert all(o in names for o in only), f"--only takes {', '.join(names)}"
     figures = {}
     runs = [c[1:] for c in cases if not only or c[0] in only for _ in range(args.repeat)]
     for n, (name, url, opts, body, b) in enumerate(runs):
@@ -378,17 +385,78 @@ def run(stack, args):
               f"{min_cpu['responder']:.1f} + nginx {min_cpu['nginx']:.1f} = {sum(min_cpu.values()):.1f}; "
               f"ratio {sum(min_cpu.values()) / max(0.1, sum(api_cpu.values())):.2f} (wrk not counted)")
         figures[name] = (api, minimal, static)
+    seg_ratio = None
+    if not only or "segment" in only:  # nginx's link, ?token= and the baselines alternated (segment_path)
+        seg_ratio = segment_path(stack, args, base, seg_path, seg_token_path, len(bodies["segment.bin"]))
     print("targets (the last run of each):")
     if "GET /recordings/{id}" in figures:
         get_api, get_min, _ = figures["GET /recordings/{id}"]
         print(f"  GET /recordings/{{id}} >= 0.50 x minimal: {get_api['rps'] / get_min['rps']:.2f}  "
               f"p99 <= 10 ms: {get_api['p99']:.2f} ms")
-    if "GET segment (?token=)" in figures:
-        seg_api, _, seg_static = figures["GET segment (?token=)"]
-        print(f"  segment path >= 0.80 x static: {seg_api['rps'] / seg_static['rps']:.2f}")
+    if seg_ratio is not None:
+        print(f"  segment path >= 0.80 x static: {seg_ratio:.2f}")
     db.close()
     if args.rss:
         rss(stack, args, base, rid, media_path, auth, hdr)
+
+
+def stack_cpu_s(stack):
+    """CPU seconds (user + system) the stack's processes have used so far, by program: {"nginx": s,
+    "vtp-api": s, "postgres": s, "min_responder": s, ...}."""
+    from conftest import _processes_under
+    cpu = {}
+    for pid in _processes_under(str(stack.dir) + "/"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                comm, rest = f.read().split(" (", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            cpu[comm] = cpu.get(comm, 0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+    return cpu
+
+
+def segment_path(stack, args, base, link_path, token_path, size):
+    """The authorised segment path: the URI exactly as the media playlist gives it (behind nginx a link that
+    nginx checks), and the same segment with ?token= (vtp-api checks it), next to the static file and the
+    minimal responder. The four alternate over ROUNDS rounds of half the figure time each, so that the
+    other sessions' load drifts over all alike; req/s are over all rounds, the ratio is the median of the
+    rounds' ratios. Also the CPU time nginx, vtp-api and PostgreSQL spent per request (medians; the other
+    sessions' load moves it much less than req/s, though PostgreSQL's includes its background work).
+    Returns the link's ratio to static."""
+    rounds, seconds = 3, max(2, args.seconds // 2)
+    urls = {"link": base + link_path, "token": base + token_path, "static": f"{base}/bench-static/segment.bin",
+            "minimal": f"{base}/bench-min?b=3"}
+    runs = {k: [] for k in urls}
+    for _ in range(rounds):
+        for k, url in urls.items():
+            before = stack_cpu_s(stack)
+            r = wrk(url, seconds, args.connections)
+            after = stack_cpu_s(stack)
+            for prog in ("nginx", "vtp-api", "postgres"):
+                r[prog] = (after.get(prog, 0) - before.get(prog, 0)) / max(1, r["requests"]) * 1e6
+            runs[k].append(r)
+
+    def median(k, key):
+        return sorted(r[key] for r in runs[k])[rounds // 2]
+
+    def total(k):
+        return {"rps": sum(r["requests"] for r in runs[k]) / (seconds * rounds), "p50": median(k, "p50"),
+                "p99": median(k, "p99"), "errors": sum(r["errors"] for r in runs[k]),
+                "cpu": " + ".join(f"{prog} {median(k, prog):.0f}" for prog in ("nginx", "vtp-api", "postgres"))}
+
+    def ratio(k, base_k):
+        return sorted(a["rps"] / b["rps"] for a, b in zip(runs[k], runs[base_k]))[rounds // 2]
+
+    figures = {k: total(k) for k in urls}
+    print(f"GET segment ({rounds} alternated rounds of {seconds} s; load average now {os.getloadavg()[0]:.2f})")
+    for k, label in (("link", "as the playlist gives it (nginx link)"), ("token", "with ?token= (vtp-api)"),
+                     ("minimal", "baseline: minimal libfcgi responder"),
+                     ("static", "baseline: static file from nginx")):
+        extra = f"  = {ratio(k, 'minimal'):.2f} x minimal, {ratio(k, 'static'):.2f} x static" \
+            if k in ("link", "token") else ""
+        line(label, figures[k], size, f"{extra}  CPU us/request: {figures[k]['cpu']}")
+    return ratio("link", "static")
 
 
 def rss(stack, args, base, rid, media_path, auth, hdr):

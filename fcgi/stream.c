@@ -1,5 +1,6 @@
 /* stream.c: GET /api/v1/recordings/{id}/stream/...: the HLS master playlist (Bearer or share link), and the
- * media playlists and segments that it points at through signed, short-lived URL tokens (lib/url_token.h). */
+ * media playlists and segments that it points at through signed, short-lived URL tokens, or links nginx checks
+ * itself (lib/url_token.h). */
 #include "routes.h"
 
 #include "../lib/db.h"
@@ -26,10 +27,47 @@
 #define STREAM_TOKEN_MIN_S 3600
 #define STREAM_TOKEN_MAX_S 86400
 
+/* How the URIs of a playlist answer are signed: each with ?token=, or, in a
+ * media playlist behind an nginx that checks links itself, each segment name
+ * with nginx's secure_link query (url_link_query) for the same expiry. */
+struct uri_signing {
+	const char *token;
+	const char *link_secret; /* NULL: ?token= everywhere */
+	const char *rendition;	 /* the media playlist's, for the segment's path */
+	time_t expires;		 /* the token's */
+};
+
+/* The web server's link secret (deploy/nginx-vtp.conf.in passes it with
+ * fastcgi_param), or NULL when it checks no links: then nothing changes. */
+#define LINK_SECRET_PARAM "VTP_SEGMENT_LINK_SECRET"
+
+/* Appends the URI uri (len bytes, relative to the playlist) with its signature. */
+static void append_signed(struct vtp_ctx *ctx, const char *uri, size_t len, const struct uri_signing *sign)
+{
+	char name[STORAGE_NAME_MAX + 1], path[512], query[URL_LINK_QUERY_SIZE];
+	vtp_buf_append(&ctx->resp.body, uri, len);
+	/* Only the names nginx's segment location matches get a link; the path
+	 * signed is the route's, as nginx's $uri will be when the player asks. */
+	if (sign->link_secret && len < sizeof name) {
+		memcpy(name, uri, len);
+		name[len] = '\0';
+		int n = !segment_type(name) ? -1
+					    : snprintf(path, sizeof path, "/api/v1/recordings/%s/stream/%s/%s",
+						       ctx->params[0], sign->rendition, name);
+		if (n > 0 && (size_t)n < sizeof path &&
+		    url_link_query(sign->link_secret, path, sign->expires, query, sizeof query) == 0) {
+			vtp_buf_printf(&ctx->resp.body, "?%s", query);
+			return;
+		}
+	}
+	vtp_buf_printf(&ctx->resp.body, "?token=%s", sign->token);
+}
+
 /* Reads a playlist of the recording's hls/ folder and answers it with every
- * URI given ?token=: lines that are not tags, and URI="..." attributes. A
- * missing master is "not ready" (409), a missing media playlist 404. */
-static void answer_playlist(struct vtp_ctx *ctx, const char *name, const char *token, bool master)
+ * URI signed (struct uri_signing): lines that are not tags, and URI="..."
+ * attributes. A missing master is "not ready" (409), a missing media
+ * playlist 404. */
+static void answer_playlist(struct vtp_ctx *ctx, const char *name, const struct uri_signing *sign, bool master)
 {
 	char *path = storage_path(&ctx->app->cfg, ctx->params[0], name), line[4096];
 	FILE *f = path ? fopen(path, "re") : NULL;
@@ -55,16 +93,14 @@ static void answer_playlist(struct vtp_ctx *ctx, const char *name, const char *t
 	while (fgets(line, sizeof line, f)) {
 		line[strcspn(line, "\r\n")] = '\0';
 		char *uri = strstr(line, "URI=\"");
+		char *end = uri ? strchr(uri + 5, '"') : NULL;
 		if (line[0] && line[0] != '#') {
-			vtp_buf_printf(&ctx->resp.body, "%s?token=%s\n", line, token);
-		} else if (line[0] == '#' && uri) {
-			char *end = strchr(uri + 5, '"');
-			if (!end) {
-				vtp_buf_printf(&ctx->resp.body, "%s\n", line);
-				continue;
-			}
-			vtp_buf_append(&ctx->resp.body, line, (size_t)(end - line));
-			vtp_buf_printf(&ctx->resp.body, "?token=%s%s\n", token, end);
+			append_signed(ctx, line, strlen(line), sign);
+			vtp_buf_puts(&ctx->resp.body, "\n");
+		} else if (line[0] == '#' && end) {
+			vtp_buf_append(&ctx->resp.body, line, (size_t)(uri + 5 - line));
+			append_signed(ctx, uri + 5, (size_t)(end - uri - 5), sign);
+			vtp_buf_printf(&ctx->resp.body, "%s\n", end);
 		} else {
 			vtp_buf_printf(&ctx->resp.body, "%s\n", line);
 		}
@@ -108,7 +144,8 @@ void stream_master_get(struct vtp_ctx *ctx)
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");
 		return;
 	}
-	answer_playlist(ctx, "hls/master.m3u8", token, true);
+	struct uri_signing sign = {.token = token};
+	answer_playlist(ctx, "hls/master.m3u8", &sign, true);
 	free(token);
 }
 
@@ -183,7 +220,14 @@ void stream_media_get(struct vtp_ctx *ctx)
 		return;
 	}
 	fclose(f);
-	answer_playlist(ctx, name, token, false);
+	struct uri_signing sign = {.token = token, .rendition = ctx->params[1], .expires = url_token_expires(token)};
+	const char *secret = http_param(ctx, LINK_SECRET_PARAM);
+	if (secret && strlen(secret) >= URL_LINK_SECRET_MIN)
+		sign.link_secret = secret;
+	else if (secret && *secret)
+		log_warn("%s is shorter than %d characters: segment URIs keep their ?token=", LINK_SECRET_PARAM,
+			 URL_LINK_SECRET_MIN);
+	answer_playlist(ctx, name, &sign, false);
 }
 
 void stream_segment_get(struct vtp_ctx *ctx)

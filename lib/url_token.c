@@ -1,4 +1,4 @@
-/* url_token.c: HMAC-SHA256 URL tokens over recording id, scope and expiry (url_token.h). */
+/* url_token.c: HMAC-SHA256 URL tokens over recording id, scope and expiry, and nginx secure_link queries (url_token.h). */
 #include "url_token.h"
 
 #include "mem.h"
@@ -125,4 +125,30 @@ enum url_token_status url_token_check(const struct vtp_config *cfg, const char *
 	if (CRYPTO_memcmp(want, given, MAC_B64_LEN) != 0)
 		return URL_TOKEN_INVALID;
 	return now > expires ? URL_TOKEN_EXPIRED : URL_TOKEN_OK;
+}
+
+int url_link_query(const char *secret, const char *path, time_t expires, char *out, size_t size)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	char m[32];
+	if (!secret || strlen(secret) < URL_LINK_SECRET_MIN || !path || path[0] != '/' || expires <= 0 ||
+	    size < URL_LINK_QUERY_SIZE)
+		return -1;
+	/* Only what nginx's $uri can hold as signed: a space or a control
+	 * character would make the signed string ambiguous with the secret. */
+	for (const char *p = path; *p; p++)
+		if (*p <= ' ' || *p > '~')
+			return -1;
+	/* MD5 because that is what the module computes; the secret ends the
+	 * string, so a signed link cannot be extended into another. */
+	char *msg = xasprintf("%lld%s %s", (long long)expires, path, secret);
+	int ok = EVP_Digest(msg, strlen(msg), md, &md_len, EVP_md5(), NULL);
+	OPENSSL_cleanse(msg, strlen(msg));
+	free(msg);
+	if (!ok || md_len != 16)
+		return -1;
+	b64url(md, md_len, m);
+	int n = snprintf(out, size, "md5=%s&expires=%lld", m, (long long)expires);
+	return n > 0 && (size_t)n < size ? 0 : -1;
 }

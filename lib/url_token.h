@@ -34,4 +34,20 @@ enum url_token_status url_token_check(const struct vtp_config *cfg, const char *
 /* The expiry written in a token (0 when malformed); not a check. */
 time_t url_token_expires(const char *token);
 
+/* Shortest web-server link secret url_link_query() accepts: a shorter one
+ * could be guessed from the links it signs. */
+#define URL_LINK_SECRET_MIN 32
+/* Room url_link_query() needs: "md5=", 22 base64url characters, "&expires=", up to 20 digits, the NUL. */
+#define URL_LINK_QUERY_SIZE 64
+
+/* The query of a link that nginx checks itself (ngx_http_secure_link_module with
+ *   secure_link $arg_md5,$arg_expires;
+ *   secure_link_md5 "$secure_link_expires$uri <secret>";):
+ * "md5=<base64url MD5 of expires, path, ' ', secret>&expires=<expires>" into
+ * out (size >= URL_LINK_QUERY_SIZE). path is the URI path exactly as nginx's
+ * $uri will be (decoded, normalised). Returns 0, or -1 when the secret is
+ * shorter than URL_LINK_SECRET_MIN, path is not an absolute path of printable
+ * ASCII or expires is not positive. */
+int url_link_query(const char *secret, const char *path, time_t expires, char *out, size_t size);
+
 #endif

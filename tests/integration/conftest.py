@@ -28,6 +28,7 @@ command line names the temporary folder are killed.
 Fixtures:
   stack      (session) attributes:
                database_url, jwt_secret, storage_path (str)
+               segment_link_secret (str: nginx's secret for segment links)
                build_dir (Path: the binaries under test)
                frontends (dict name -> base URL "http://127.0.0.1:PORT")
                env (dict: environment for running the binaries)
@@ -323,6 +324,7 @@ class Stack:
 
         self.storage_path = str(self._mkdir("storage"))
         self.jwt_secret = os.urandom(32).hex()
+        self.segment_link_secret = os.urandom(32).hex()
         self._start_postgres()
         self.env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
@@ -449,6 +451,7 @@ full_page_writes = off
             "PREFIX": prefix, "PORT": port, "ROOT_ONLY": "" if IS_ROOT else "#",
             "USER": SVC_USER, "GROUP": SVC_USER, "WWW": self.www,
             "SOCKET": self.api_socket, "STORAGE": self.storage_path,
+            "LINK_SECRET": self.segment_link_secret,
         })
         cmd = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(self.logs["nginx"])]
         self.frontends["nginx"] = f"http://127.0.0.1:{port}"

@@ -1,7 +1,7 @@
 """Streaming endpoints (fcgi/stream.c) through every frontend: the master playlist answers a reader (Bearer)
 with every URI carrying a signed ?token=, and from there the media playlists and segments open without the
-header (nginx delivers segments by X-Accel-Redirect; Apache and mod_fcgid get them streamed by vtp-api, with
-Range and ETag). Playlists pass a strict HLS parser; ffmpeg reads the master URL as served. A token never opens
+header (behind nginx the segment URIs are links nginx checks and answers itself, test_segment_links.py; Apache
+and mod_fcgid get ?token= URIs and the segments streamed by vtp-api, with Range and ETag). Playlists pass a strict HLS parser; ffmpeg reads the master URL as served. A token never opens
 another recording; a tampered or expired one gets 403; names outside the HLS folder's pattern get 404."""
 
 import hashlib
@@ -83,13 +83,17 @@ def test_every_uri_works_without_the_header(stack, owner, recordings, tmp_path, 
         (tmp_path / "index.m3u8").write_text(r.text)
         hls_check(tmp_path / "index.m3u8")
         seg_uris = uris(r.text)
-        assert seg_uris and all("?token=" in u for u in seg_uris), r.text
+        form = r"\?md5=[A-Za-z0-9_-]{22}&expires=\d+" if name == "nginx" else r"\?token=\d+\.[A-Za-z0-9_-]{43}"
+        assert seg_uris and all(re.fullmatch(r"(init\.mp4|seg_\d{5}\.(m4s|ts))" + form, u) for u in seg_uris), r.text
         for u in seg_uris:
             seg = requests.get(urllib.parse.urljoin(media_url, u), timeout=10)
             file = folder / "360p" / u.split("?")[0]
             assert seg.status_code == 200, (name, u, seg.status_code, seg.text[:200])
             assert seg.content == file.read_bytes(), (name, u)
             assert seg.headers["Content-Type"] == ("video/mp2t" if u.split("?")[0].endswith(".ts") else "video/mp4")
+            assert seg.headers["Cache-Control"] == "private, max-age=3600", (name, seg.headers)
+            st = file.stat()
+            assert seg.headers["ETag"] == f'"{int(st.st_mtime):x}-{st.st_size:x}"', (name, seg.headers)
         # Range and ETag on a segment.
         u = urllib.parse.urljoin(media_url, seg_uris[-1])
         part = requests.get(u, headers={"Range": "bytes=0-99"}, timeout=10)
@@ -118,7 +122,7 @@ def test_tokens_are_tied_to_recording_and_time(stack, owner, recordings):
     assert_problem(c.get(f"{API}/recordings/{a}/stream/360p/index.m3u8", tok=None), 401, "unauthorized")
     # With a Bearer token instead (no ?token=): a reader gets the playlist with signed URIs.
     r = Client(base, owner[1]).get(f"{API}/recordings/{a}/stream/360p/index.m3u8")
-    assert r.status_code == 200 and "?token=" in r.text, r.text
+    assert r.status_code == 200 and "?md5=" in r.text, r.text  # nginx: links it checks itself
     stranger = Client(base, make_token(stack, unique("stud"), "student"))
     assert_problem(stranger.get(f"{API}/recordings/{a}/stream/360p/index.m3u8"), 404, "recording_not_found")
     tampered = token_a[:-1] + ("A" if token_a[-1] != "A" else "B")

@@ -1,5 +1,5 @@
 /* test_url_token.c: unit tests of signed URL tokens: round trip, expiry, and no token opening another recording,
- * scope or key. */
+ * scope or key; and the nginx secure_link queries of segment links. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,12 +83,42 @@ static void malformed(void **state)
 	assert_null(url_token_make(&cfg, ID, "a\nb", 2000000000));
 }
 
+/* The query nginx's secure_link_md5 "$secure_link_expires$uri <secret>" accepts: the expected MD5 was
+ * computed outside (echo -n '<expires><path> <secret>' | openssl md5 -binary | base64url). */
+static void nginx_link(void **state)
+{
+	(void)state;
+	const char *secret = "0123456789abcdef0123456789abcdef";
+	const char *path = "/api/v1/recordings/" ID "/stream/360p/seg_00000.m4s";
+	char q[URL_LINK_QUERY_SIZE], other[URL_LINK_QUERY_SIZE];
+	assert_int_equal(url_link_query(secret, path, 2000000000, q, sizeof q), 0);
+	assert_string_equal(q, "md5=UZ_q2fwiCiQ3vQOlDfNyZg&expires=2000000000");
+	/* Another recording, rendition, expiry or secret: another MD5. */
+	assert_int_equal(url_link_query(secret, "/api/v1/recordings/" OTHER "/stream/360p/seg_00000.m4s", 2000000000,
+					other, sizeof other), 0);
+	assert_string_not_equal(q, other);
+	assert_int_equal(url_link_query(secret, "/api/v1/recordings/" ID "/stream/720p/seg_00000.m4s", 2000000000,
+					other, sizeof other), 0);
+	assert_string_not_equal(q, other);
+	assert_int_equal(url_link_query("0123456789abcdef0123456789abcdeF", path, 2000000000, other, sizeof other), 0);
+	assert_string_not_equal(q, other);
+	/* Refused: a short secret, a relative or odd path, no expiry, no room. */
+	assert_int_equal(url_link_query("0123456789abcdef0123456789abcde", path, 2000000000, q, sizeof q), -1);
+	assert_int_equal(url_link_query(NULL, path, 2000000000, q, sizeof q), -1);
+	assert_int_equal(url_link_query(secret, "api/v1/x", 2000000000, q, sizeof q), -1);
+	assert_int_equal(url_link_query(secret, "/a b", 2000000000, q, sizeof q), -1);
+	assert_int_equal(url_link_query(secret, "/a\nb", 2000000000, q, sizeof q), -1);
+	assert_int_equal(url_link_query(secret, path, 0, q, sizeof q), -1);
+	assert_int_equal(url_link_query(secret, path, 2000000000, q, 20), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(never_opens_another),
 		cmocka_unit_test(malformed),
+		cmocka_unit_test(nginx_link),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
