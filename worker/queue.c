@@ -12,6 +12,12 @@
  * base in ms, A the attempt count column. */
 #define BACKOFF_SQL(A, B) "make_interval(secs => LEAST(3600, " B "::double precision / 1000 * power(2, " A " - 1)))"
 
+/* How many times this process queued pipeline steps itself. Its own NOTIFY comes back on the connection
+ * only when the supervisor next reads it, after the claim that follows the finished job: a claim hint older
+ * than the last such insert is not used, or the next step (a playable job, priority 10) would be passed over
+ * for a thumbnail (30) queued with it. */
+static unsigned long queued_here;
+
 void claimed_job_clear(struct claimed_job *job)
 {
 	free(job->payload);
@@ -65,6 +71,7 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 		job->payload = xstrdup(vtp_db_get(res, 0, "payload"));
 		job->cancel_requested = strcmp(vtp_db_get(res, 0, "cancel_requested"), "t") == 0;
 		hint->set = true;
+		hint->queued_seen = queued_here;
 		copy_field(hint->priority, sizeof hint->priority, vtp_db_get(res, 0, "priority"));
 		copy_field(hint->run_at_us, sizeof hint->run_at_us, vtp_db_get(res, 0, "run_at_us"));
 		copy_field(hint->id, sizeof hint->id, vtp_db_get(res, 0, "id"));
@@ -77,6 +84,8 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 enum queue_result queue_claim(struct vtp_db *db, const char *queue, const char *kinds, const char *worker,
 			      long lease_s, struct claim_hint *hint, struct claimed_job *job)
 {
+	if (hint->set && hint->queued_seen != queued_here)
+		hint->set = false;
 	if (hint->set) {
 		enum queue_result r = claim_once(db, queue, kinds, worker, lease_s, hint, true, job);
 		if (r != QUEUE_LEASE_LOST)
@@ -290,8 +299,12 @@ static enum queue_result publish_and_continue(struct vtp_db *db, const struct cl
 	const char *step[] = {job->recording_id, job->kind};
 	if (p->sql && tx_exec(db, p->sql, 2, publish, NULL) != QUEUE_DONE)
 		return QUEUE_DB_ERROR;
-	if (tx_exec(db, "SELECT vtp_pipeline_next($1, $2)", 2, step, NULL) != QUEUE_DONE)
+	PGresult *next = NULL;
+	if (tx_exec(db, "SELECT vtp_pipeline_next($1, $2) AS n", 2, step, &next) != QUEUE_DONE)
 		return QUEUE_DB_ERROR;
+	if (atoi(vtp_db_get(next, 0, "n")) > 0)
+		queued_here++;
+	PQclear(next);
 	return tx_exec(db, "SELECT vtp_pipeline_settle($1)", 1, step, NULL);
 }
 
