@@ -37,12 +37,16 @@ from ingest_bench import connect, make_token, start_stack  # noqa: E402
 LOG = ["-hide_banner", "-loglevel", "error", "-nostdin"]
 
 
-def make_source(path, seconds):
-    subprocess.run(["ffmpeg", *LOG, "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=30:duration={seconds}",
+def make_source(path, seconds, video="h264", size="1280x720"):
+    """seconds of test pattern and tone, encoded as a WebRTC sender would (H.264 or VP8 at 2.4 Mb/s, keyframe
+    every 2 s, Opus 96 kb/s), into a Matroska file that `send` copies to RTP."""
+    vcodec = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-profile:v", "baseline",
+              "-x264-params", "repeat-headers=1"] if video == "h264" else [
+              "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-error-resilient", "1"]
+    subprocess.run(["ffmpeg", *LOG, "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30:duration={seconds}",
                     "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
-                    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-b:v", "2400k", "-maxrate",
-                    "2400k", "-bufsize", "1200k", "-g", "60", "-pix_fmt", "yuv420p", "-x264-params",
-                    "repeat-headers=1", "-c:a", "libopus", "-b:a", "96k", "-ac", "2", str(path)], check=True)
+                    *vcodec, "-b:v", "2400k", "-maxrate", "2400k", "-bufsize", "1200k", "-g", "60",
+                    "-pix_fmt", "yuv420p", "-c:a", "libopus", "-b:a", "96k", "-ac", "2", str(path)], check=True)
 
 
 def count_packets(path):
@@ -55,12 +59,23 @@ def count_packets(path):
     return n.get("video", 0), n.get("audio", 0), float(info["format"]["duration"])
 
 
-def sdp(vport, aport):
+def sdp(vport, aport, video="h264"):
+    """An SDP shaped like a mediasoup PlainTransport consumer's, for H.264 or VP8 video and Opus audio."""
+    vlines = ["a=rtpmap:96 H264/90000", "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f"] \
+        if video == "h264" else ["a=rtpmap:96 VP8/90000"]
     return "\r\n".join(["v=0", "o=- 0 0 IN IP4 127.0.0.1", "s=bench", "c=IN IP4 127.0.0.1", "t=0 0",
-                        f"m=video {vport} RTP/AVPF 96", f"a=rtcp:{vport + 1}", "a=rtpmap:96 H264/90000",
-                        "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f", "a=rtcp-fb:96 nack",
-                        "a=rtcp-fb:96 nack pli", "a=recvonly", f"m=audio {aport} RTP/AVPF 100", f"a=rtcp:{aport + 1}",
-                        "a=rtpmap:100 opus/48000/2", "a=recvonly"]) + "\r\n"
+                        f"m=video {vport} RTP/AVPF 96", f"a=rtcp:{vport + 1}", *vlines,
+                        "a=rtcp-fb:96 nack", "a=rtcp-fb:96 nack pli", "a=recvonly", f"m=audio {aport} RTP/AVPF 100",
+                        f"a=rtcp:{aport + 1}", "a=rtpmap:100 opus/48000/2", "a=recvonly"]) + "\r\n"
+
+
+def send(source, vport, aport):
+    """An `ffmpeg -re` sender copying source's video and audio to RTP on vport and aport (RTCP on port+1)."""
+    return subprocess.Popen(["ffmpeg", *LOG, "-re", "-i", str(source), "-map", "0:v", "-c", "copy", "-f", "rtp",
+                             "-payload_type", "96", f"rtp://127.0.0.1:{vport}?rtcpport={vport + 1}&pkt_size=1200",
+                             "-map", "0:a", "-c", "copy", "-f", "rtp", "-payload_type", "100",
+                             f"rtp://127.0.0.1:{aport}?rtcpport={aport + 1}"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL)
 
 
 def all_cpu(pid):
@@ -148,12 +163,7 @@ def run(stack, db, source, sent, n, base_port, tmp):
     time.sleep(1)  # the last recorders to start are opening their sockets
     cpu0 = all_cpu(worker.pid)
     t0 = time.monotonic()
-    senders = [subprocess.Popen(["ffmpeg", *LOG, "-re", "-i", str(source), "-map", "0:v", "-c", "copy", "-f", "rtp",
-                                 "-payload_type", "96", f"rtp://127.0.0.1:{v}?rtcpport={v + 1}&pkt_size=1200",
-                                 "-map", "0:a", "-c", "copy", "-f", "rtp", "-payload_type", "100",
-                                 f"rtp://127.0.0.1:{a}?rtcpport={a + 1}"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL)
-               for _, v, a in recs]
+    senders = [send(source, v, a) for _, v, a in recs]
     for s in senders:
         s.wait()
     wall = time.monotonic() - t0

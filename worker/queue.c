@@ -12,6 +12,12 @@
  * base in ms, A the attempt count column. */
 #define BACKOFF_SQL(A, B) "make_interval(secs => LEAST(3600, " B "::double precision / 1000 * power(2, " A " - 1)))"
 
+/* How many times this process queued pipeline steps itself. Its own NOTIFY comes back on the connection
+ * only when the supervisor next reads it, after the claim that follows the finished job: a claim hint older
+ * than the last such insert is not used, or the next step (a playable job, priority 10) would be passed over
+ * for a thumbnail (30) queued with it. */
+static unsigned long queued_here;
+
 void claimed_job_clear(struct claimed_job *job)
 {
 	free(job->payload);
@@ -65,6 +71,7 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 		job->payload = xstrdup(vtp_db_get(res, 0, "payload"));
 		job->cancel_requested = strcmp(vtp_db_get(res, 0, "cancel_requested"), "t") == 0;
 		hint->set = true;
+		hint->queued_seen = queued_here;
 		copy_field(hint->priority, sizeof hint->priority, vtp_db_get(res, 0, "priority"));
 		copy_field(hint->run_at_us, sizeof hint->run_at_us, vtp_db_get(res, 0, "run_at_us"));
 		copy_field(hint->id, sizeof hint->id, vtp_db_get(res, 0, "id"));
@@ -77,6 +84,8 @@ static enum queue_result claim_once(struct vtp_db *db, const char *queue, const 
 enum queue_result queue_claim(struct vtp_db *db, const char *queue, const char *kinds, const char *worker,
 			      long lease_s, struct claim_hint *hint, struct claimed_job *job)
 {
+	if (hint->set && hint->queued_seen != queued_here)
+		hint->set = false;
 	if (hint->set) {
 		enum queue_result r = claim_once(db, queue, kinds, worker, lease_s, hint, true, job);
 		if (r != QUEUE_LEASE_LOST)
@@ -156,64 +165,61 @@ static enum queue_result tx_exec(struct vtp_db *db, const char *sql, int n, cons
 #define FINISH_RETURNING " RETURNING id, attempts, worker, started_at, state, last_error"
 
 /* Writes the ended attempt to job_attempts from the job's row (same transaction). */
-static enum queue_result close_attempt(struct vtp_db *db, const struct fence *f, const char *outcome, const char *error)
+static enum queue_result close_attempt(struct vtp_db *db, const struct claimed_job *job, const char *outcome,
+				       const char *error)
 {
 	static const char sql[] = "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, outcome, error)"
 				  " SELECT id, attempts, worker, started_at, clock_timestamp(), $3, $4 FROM jobs"
 				  " WHERE id = $1 AND attempts = $2";
-	const char *params[] = {f->id, f->attempt, outcome, error};
+	struct fence f;
+	fence_init(&f, job);
+	const char *params[] = {f.id, f.attempt, outcome, error};
 	return tx_exec(db, sql, 4, params, NULL);
 }
 
-/* Runs update (fenced by $1 id, $2 attempt, $3 worker, then extra params) and
- * closes the attempt, in one transaction, plus after(db, result row) when
- * given. Returns QUEUE_LEASE_LOST (and commits nothing) when no row matched. */
-static enum queue_result finish(struct vtp_db *db, const struct claimed_job *job, const char *worker, const char *update,
-				int n_extra, const char *const *extra, const char *outcome, const char *error,
-				enum queue_result (*after)(struct vtp_db *db, const struct claimed_job *job,
-							   PGresult *row, const void *arg),
-				const void *arg)
+/* What a fenced statement is given: $1 id, $2 attempt, $3 worker, then up to 5 extra parameters and
+ * room for 2 more (finish()'s single-statement form). */
+#define FENCED_MAX_PARAMS 10
+
+static int fenced_params(const char *params[FENCED_MAX_PARAMS], const struct fence *f, const char *worker, int n_extra,
+			 const char *const *extra)
+{
+	memset(params, 0, FENCED_MAX_PARAMS * sizeof *params);
+	params[0] = f->id;
+	params[1] = f->attempt;
+	params[2] = worker;
+	int n = 3;
+	for (int i = 0; i < n_extra && n < FENCED_MAX_PARAMS - 2; i++)
+		params[n++] = extra[i];
+	return n;
+}
+
+/* A step run after the fenced statement, in its transaction, with the row it returned. */
+typedef enum queue_result (*fenced_step)(struct vtp_db *db, const struct claimed_job *job, PGresult *row,
+					 const void *arg);
+
+/* Runs sql, fenced by the job's attempt and worker ($1-$3, then extra), then step(db, job, row, arg), in
+ * one transaction that commits only when both succeed. QUEUE_LEASE_LOST (nothing committed) when sql
+ * matched no row: the attempt is not this worker's any more. This is what keeps a worker that lost its
+ * lease from finishing or publishing for the one that holds it now. */
+static enum queue_result fenced_tx(struct vtp_db *db, const struct claimed_job *job, const char *worker, const char *sql,
+				   int n_extra, const char *const *extra, fenced_step step, const void *arg)
 {
 	struct fence f;
-	const char *params[10] = {0};
+	const char *params[FENCED_MAX_PARAMS];
 	PGresult *row = NULL;
 	enum queue_result ret = QUEUE_DB_ERROR;
 	fence_init(&f, job);
-	params[0] = f.id;
-	params[1] = f.attempt;
-	params[2] = worker;
-	for (int i = 0; i < n_extra && i < 5; i++)
-		params[3 + i] = extra[i];
-	if (!job->recording_id[0]) {
-		/* Nothing else to change: the job's row and its attempt in one
-		 * statement, one round trip (data-modifying CTEs always run). */
-		char sql[2048];
-		snprintf(sql, sizeof sql,
-			 "WITH j AS (%s), a AS (INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at,"
-			 " outcome, error) SELECT id, attempts, worker, started_at, clock_timestamp(), $%d, $%d FROM j)"
-			 " SELECT * FROM j",
-			 update, 4 + n_extra, 5 + n_extra);
-		params[3 + n_extra] = outcome;
-		params[4 + n_extra] = error;
-		if (tx_exec(db, sql, 5 + n_extra, params, &row) != QUEUE_DONE)
-			return QUEUE_DB_ERROR;
-		ret = PQntuples(row) == 0 ? QUEUE_LEASE_LOST : QUEUE_DONE;
-		if (ret == QUEUE_DONE && after)
-			after(db, job, row, arg); /* reads the row only: no recording, nothing to write */
-		PQclear(row);
-		return ret;
-	}
+	int n = fenced_params(params, &f, worker, n_extra, extra);
 	if (vtp_db_begin(db) != VTP_DB_OK)
 		return QUEUE_DB_ERROR;
-	if (tx_exec(db, update, 3 + n_extra, params, &row) != QUEUE_DONE)
+	if (tx_exec(db, sql, n, params, &row) != QUEUE_DONE)
 		goto out;
 	if (PQntuples(row) == 0) {
 		ret = QUEUE_LEASE_LOST;
 		goto out;
 	}
-	if (close_attempt(db, &f, outcome, error) != QUEUE_DONE)
-		goto out;
-	if (after && after(db, job, row, arg) != QUEUE_DONE)
+	if (step && step(db, job, row, arg) != QUEUE_DONE)
 		goto out;
 	if (vtp_db_commit(db) != VTP_DB_OK)
 		goto out;
@@ -221,6 +227,56 @@ static enum queue_result finish(struct vtp_db *db, const struct claimed_job *job
 out:
 	if (ret != QUEUE_DONE)
 		vtp_db_rollback(db);
+	PQclear(row);
+	return ret;
+}
+
+/* How an attempt ends: its history row, then after() when given. */
+struct ending {
+	const char *outcome, *error;
+	fenced_step after;
+	const void *arg;
+};
+
+static enum queue_result close_then_after(struct vtp_db *db, const struct claimed_job *job, PGresult *row,
+					  const void *arg)
+{
+	const struct ending *e = arg;
+	if (close_attempt(db, job, e->outcome, e->error) != QUEUE_DONE)
+		return QUEUE_DB_ERROR;
+	return e->after ? e->after(db, job, row, e->arg) : QUEUE_DONE;
+}
+
+/* Runs update (fenced by $1 id, $2 attempt, $3 worker, then extra params) and
+ * closes the attempt, in one transaction, plus after(db, result row) when
+ * given. Returns QUEUE_LEASE_LOST (and commits nothing) when no row matched. */
+static enum queue_result finish(struct vtp_db *db, const struct claimed_job *job, const char *worker, const char *update,
+				int n_extra, const char *const *extra, const char *outcome, const char *error,
+				fenced_step after, const void *arg)
+{
+	struct ending e = {outcome, error, after, arg};
+	if (job->recording_id[0])
+		return fenced_tx(db, job, worker, update, n_extra, extra, close_then_after, &e);
+	/* Nothing else to change: the job's row and its attempt in one
+	 * statement, one round trip (data-modifying CTEs always run). */
+	struct fence f;
+	const char *params[FENCED_MAX_PARAMS];
+	PGresult *row = NULL;
+	char sql[2048];
+	fence_init(&f, job);
+	int n = fenced_params(params, &f, worker, n_extra, extra);
+	snprintf(sql, sizeof sql,
+		 "WITH j AS (%s), a AS (INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at,"
+		 " outcome, error) SELECT id, attempts, worker, started_at, clock_timestamp(), $%d, $%d FROM j)"
+		 " SELECT * FROM j",
+		 update, n + 1, n + 2);
+	params[n] = outcome;
+	params[n + 1] = error;
+	if (tx_exec(db, sql, n + 2, params, &row) != QUEUE_DONE)
+		return QUEUE_DB_ERROR;
+	enum queue_result ret = PQntuples(row) == 0 ? QUEUE_LEASE_LOST : QUEUE_DONE;
+	if (ret == QUEUE_DONE && after)
+		after(db, job, row, arg); /* reads the row only: no recording, nothing to write */
 	PQclear(row);
 	return ret;
 }
@@ -243,8 +299,12 @@ static enum queue_result publish_and_continue(struct vtp_db *db, const struct cl
 	const char *step[] = {job->recording_id, job->kind};
 	if (p->sql && tx_exec(db, p->sql, 2, publish, NULL) != QUEUE_DONE)
 		return QUEUE_DB_ERROR;
-	if (tx_exec(db, "SELECT vtp_pipeline_next($1, $2)", 2, step, NULL) != QUEUE_DONE)
+	PGresult *next = NULL;
+	if (tx_exec(db, "SELECT vtp_pipeline_next($1, $2) AS n", 2, step, &next) != QUEUE_DONE)
 		return QUEUE_DB_ERROR;
+	if (atoi(vtp_db_get(next, 0, "n")) > 0)
+		queued_here++;
+	PQclear(next);
 	return tx_exec(db, "SELECT vtp_pipeline_settle($1)", 1, step, NULL);
 }
 
@@ -259,6 +319,15 @@ enum queue_result queue_succeed(struct vtp_db *db, const struct claimed_job *job
 	return finish(db, job, worker, sql, 0, NULL, "succeeded", NULL, publish_and_continue, &p);
 }
 
+/* Runs the publication's statement ($1 recording, $2 result). */
+static enum queue_result publish_result(struct vtp_db *db, const struct claimed_job *job, PGresult *row, const void *arg)
+{
+	(void)row;
+	const struct publish *p = arg;
+	const char *params[] = {job->recording_id, p->result};
+	return tx_exec(db, p->sql, 2, params, NULL);
+}
+
 enum queue_result queue_publish(struct vtp_db *db, const struct claimed_job *job, const char *worker,
 				const char *publish_sql, const char *result)
 {
@@ -266,30 +335,10 @@ enum queue_result queue_publish(struct vtp_db *db, const struct claimed_job *job
 	 * between the check and the publication. */
 	static const char sql[] = "SELECT 1 FROM jobs WHERE id = $1 AND attempts = $2 AND worker = $3 AND state = 'running'"
 				  " FOR UPDATE";
-	struct fence f;
-	PGresult *row = NULL;
-	enum queue_result ret = QUEUE_DB_ERROR;
-	fence_init(&f, job);
-	const char *params[] = {f.id, f.attempt, worker};
-	const char *publish[] = {job->recording_id, result};
+	struct publish p = {publish_sql, result};
 	if (!publish_sql || !job->recording_id[0])
 		return QUEUE_DONE;
-	if (vtp_db_begin(db) != VTP_DB_OK)
-		return QUEUE_DB_ERROR;
-	if (tx_exec(db, sql, 3, params, &row) != QUEUE_DONE)
-		goto out;
-	if (PQntuples(row) == 0) {
-		ret = QUEUE_LEASE_LOST;
-		goto out;
-	}
-	if (tx_exec(db, publish_sql, 2, publish, NULL) != QUEUE_DONE || vtp_db_commit(db) != VTP_DB_OK)
-		goto out;
-	ret = QUEUE_DONE;
-out:
-	if (ret != QUEUE_DONE)
-		vtp_db_rollback(db);
-	PQclear(row);
-	return ret;
+	return fenced_tx(db, job, worker, sql, 0, NULL, publish_result, &p);
 }
 
 static enum queue_result fail_recording(struct vtp_db *db, const struct claimed_job *job, PGresult *row, const void *arg)

@@ -34,10 +34,12 @@ enum queue_result {
  * index, which an open snapshot anywhere keeps vacuum from removing; a claim
  * that starts its scan here steps over them. It may miss a job put back
  * before it, so the caller clears the hint when a NOTIFY says jobs were
- * queued, and at least once a second; and a hinted claim that finds nothing
- * is tried once more from the head. */
+ * queued, and at least once a second; queue_claim() drops it when this
+ * process has queued pipeline steps since; and a hinted claim that finds
+ * nothing is tried once more from the head. */
 struct claim_hint {
 	bool set;
+	unsigned long queued_seen; /* queue.c's count of its own pipeline inserts when the hint was set */
 	char priority[8];
 	char run_at_us[24];
 	char id[24];

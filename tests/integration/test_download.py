@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from helpers import API, Client, assert_json, assert_problem, make_token, unique
+from helpers import API, Client, assert_json, assert_problem, make_token, poll, unique
 from test_import import upload
 from test_thumbnail import make_video
 
@@ -197,10 +197,16 @@ def test_signed_url_refusals(stack, owner, recording, tmp_path_factory):
             (f"{API}/recordings/{rid}/download?token={token[:10]}", "url_token_invalid"),
         ]:
             assert_problem(anon.get(path), 403, code)
-    # Past its expiry.
+    # Past its expiry, a second on: works until then, and is refused from then on, through every frontend.
     short = assert_json(download_url(stack, owner[1], rid, expires_in=1), 200)["url"]
-    import time
-    time.sleep(2.1)
+
+    def refused():
+        r = Client(stack.frontends["nginx"]).get(short)
+        assert r.status_code in (200, 403), r.text
+        return (r,) if r.status_code == 403 else None  # a tuple: a requests.Response of a 403 is false
+
+    (r,) = poll(refused, timeout=10, what="the expired URL's 403")
+    assert_problem(r, 403, "url_token_expired")
     for base in stack.frontends.values():
         assert_problem(Client(base).get(short), 403, "url_token_expired")
     # Bounds of expires_in, and who may ask.

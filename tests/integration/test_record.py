@@ -68,6 +68,41 @@ def port_taken(port):
         s.close()
 
 
+def udp_receive_queues():
+    """{socket inode: (local port, bytes waiting in its receive queue)} of every UDP socket."""
+    sockets = {}
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                sockets[cols[9]] = (int(cols[1].rsplit(":", 1)[1], 16), int(cols[4].split(":")[1], 16))
+    return sockets
+
+
+def socket_inodes(pid):
+    """The inodes of the sockets pid holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def holder_of(inode):
+    """The pid of one of our processes that holds the socket inode, or None."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if inode in socket_inodes(pid):
+                return pid
+        except OSError:
+            continue  # another user's process, or one that ended
+    return None
+
+
 def sdp_for(video_port, audio_port, video="vp8"):
     """An SDP as a mediasoup PlainTransport consumer would hand to a recorder."""
     if video == "vp8":
@@ -190,6 +225,27 @@ class Recording:
         poll("the recorder to bind the SDP's ports",
              lambda: port_taken(self.vport) and port_taken(self.aport), timeout=15)
 
+    def wait_drained(self):
+        """Until the recorder has read every datagram sent to it: the receive queues of all its UDP sockets (the
+        SDP's ports, and the loopback ones its relay hands each datagram to libavformat on) are empty. A sender
+        that exited has sent all it will; what is still queued would be cut off by a stop now. (The health
+        report cannot say so: the recorder writes it only while packets arrive.)"""
+        def drained():
+            queues = udp_receive_queues()
+            sdp_socket = next((inode for inode, (port, _) in queues.items() if port == self.vport), None)
+            recorder = sdp_socket and holder_of(sdp_socket)
+            if not recorder:
+                return False
+            mine = [queues[i] for i in socket_inodes(recorder) if i in queues]
+            return len(mine) >= 4 and all(waiting == 0 for _, waiting in mine)
+        poll("the recorder to read what was sent", drained, timeout=15)
+
+    def recorded_s(self):
+        """How much media the recorder has written, by its last health report (one a second while packets
+        arrive)."""
+        detail = self.detail()
+        return detail["recorded_s"] if detail else 0
+
     def row(self):
         with self.db.cursor() as cur:
             cur.execute("SELECT r.status, r.status_detail, r.source_file, r.size_bytes, r.duration_s,"
@@ -250,7 +306,7 @@ def test_rtp_recording_is_remuxed_published_and_probed(stack, db, workers, video
     assert all(st["packets"] > 0 and st["bit_rate"] > 0 for st in got["health"]["streams"]), got["health"]
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
-    time.sleep(0.5)
+    rec.wait_drained()
     t = time.monotonic()
     row = rec.stop()
     assert time.monotonic() - t < 2, "the file was not finalised within 2 s of the stop"
@@ -276,11 +332,13 @@ def test_pause_without_packets_is_one_recording_and_parts_are_joined(stack, db, 
     rec.wait_listening()
     # 11 s without packets: longer than libavformat's 10 s RTP read timeout; a muted class goes on.
     proc = sender(rec.vport, rec.aport, 15, gap=(2, 13))
+    # Time has to pass here: 12.5 s after the sender started, the pause has lasted longer than the 10 s RTP
+    # read timeout, and the recording must still be going.
     time.sleep(12.5)
     assert rec.row()["state"] == "running" and rec.row()["status"] == "recording"
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
-    time.sleep(0.5)
+    rec.wait_drained()
     row = rec.stop()
     assert row["state"] == "succeeded" and row["status"] == "processing", row
     parts = sorted(p.name for p in (rec.folder / "parts").iterdir())
@@ -296,14 +354,14 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     doomed = rec.start_worker()
     rec.wait_listening()
     proc = sender(rec.vport, rec.aport, 12)
-    time.sleep(5)
+    poll("5 s recorded", lambda: rec.recorded_s() >= 5, timeout=20)
     doomed.kill()
     doomed.wait()
     rec.start_worker()  # claims the job once the lease of the dead one expires
     poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
-    time.sleep(0.5)
+    rec.wait_drained()
     row = rec.stop()
     assert row["state"] == "succeeded" and row["status"] == "processing", row
     assert re.search(r"worker stopped at \d+\.\d s and another one continued .* \(about \d+ s\) is missing",
@@ -387,7 +445,7 @@ def test_a_camera_that_never_sends_does_not_hold_back_the_microphone(stack, db, 
     proc = sender(rec.vport, rec.aport, 8, video=None)
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
-    time.sleep(0.5)
+    rec.wait_drained()
     row = rec.stop()
     assert row["state"] == "succeeded" and row["status"] == "processing", row
     duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
@@ -399,7 +457,7 @@ def test_a_worker_shutdown_hands_the_recording_to_the_next_worker(stack, db, wor
     first = rec.start_worker(VTP_SHUTDOWN_GRACE_S="0")
     rec.wait_listening()
     proc = sender(rec.vport, rec.aport, 8)
-    time.sleep(3)
+    poll("3 s recorded", lambda: rec.recorded_s() >= 3, timeout=20)
     first.send_signal(signal.SIGTERM)  # a deploy: the part is closed and the job requeued, not finished
     assert first.wait(timeout=20) == 0
     row = rec.row()
@@ -408,7 +466,7 @@ def test_a_worker_shutdown_hands_the_recording_to_the_next_worker(stack, db, wor
     poll("the next worker to continue", lambda: rec.row()["state"] == "running", timeout=10)
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
-    time.sleep(0.5)
+    rec.wait_drained()
     row = rec.stop()
     assert row["state"] == "succeeded" and row["status"] == "processing", row
     assert "another one continued" in row["detail"], row
@@ -434,7 +492,7 @@ def test_a_muted_microphone_is_filled_with_silence_to_the_length_of_the_video(st
             "100", "-f", "rtp", f"rtp://127.0.0.1:{rec.aport}?rtcpport={rec.aport + 1}"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=40)
     assert proc.returncode == 0, proc.stderr
-    time.sleep(0.5)
+    rec.wait_drained()
     row = rec.stop()
     assert row["state"] == "succeeded" and row["status"] == "processing", row
     src = rec.folder / "source.mkv"
@@ -538,7 +596,9 @@ def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):
         _, err = proc.communicate(timeout=40)
         assert proc.returncode == 0, err.decode()
         assert fwd.dropped > 10, (fwd.dropped, fwd.forwarded)
-        time.sleep(0.5)
+        poll("the forwarder to pass on what it was sent", lambda: all(
+            waiting == 0 for port, waiting in udp_receive_queues().values() if port == fwd.port), timeout=15)
+        rec.wait_drained()
         row = rec.stop()
         assert row["state"] == "succeeded" and row["status"] == "processing", row
         # The recorder's last report, written when it stopped, counts every drop (but one at the very end,

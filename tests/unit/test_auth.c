@@ -7,9 +7,9 @@
 
 #include "../../lib/auth.h"
 #include "../../lib/mem.h"
+#include "jwt_fixture.h"
 
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,46 +19,6 @@
 #define SECRET "unit-test-secret-0123456789"
 #define NOW ((time_t)1800000000)
 
-static char *b64url(const unsigned char *data, size_t len)
-{
-	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	char *out = xmalloc(len * 4 / 3 + 4);
-	size_t n = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < len; i++) {
-		acc = (acc << 8) | data[i];
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[n++] = alphabet[(acc >> bits) & 63];
-		}
-	}
-	if (bits > 0)
-		out[n++] = alphabet[(acc << (6 - bits)) & 63];
-	out[n] = '\0';
-	return out;
-}
-
-/* header.payload.HMAC-SHA256(key) with the JSON given verbatim; caller frees. */
-static char *hs256(const char *key, size_t key_len, const char *header, const char *payload)
-{
-	char *h = b64url((const unsigned char *)header, strlen(header));
-	char *p = b64url((const unsigned char *)payload, strlen(payload));
-	char *signing_input = xasprintf("%s.%s", h, p);
-	unsigned char mac[32];
-	unsigned mac_len = 0;
-	HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)signing_input, strlen(signing_input), mac,
-	     &mac_len);
-	char *sig = b64url(mac, mac_len);
-	char *token = xasprintf("%s.%s", signing_input, sig);
-	free(h);
-	free(p);
-	free(signing_input);
-	free(sig);
-	return token;
-}
-
 static char *claims(const char *extra, long exp_offset)
 {
 	return xasprintf("{\"sub\":\"u-17\",\"role\":\"instructor\",\"exp\":%ld%s%s}", (long)NOW + exp_offset,
@@ -67,21 +27,10 @@ static char *claims(const char *extra, long exp_offset)
 
 static struct vtp_auth hs_auth;
 
-static void init_hs(struct vtp_auth *auth, const char *issuer, const char *audience)
-{
-	struct vtp_config cfg = {0};
-	char *error = NULL;
-	cfg.jwt_alg = (char *)"HS256";
-	cfg.jwt_secret = (char *)SECRET;
-	cfg.jwt_issuer = (char *)issuer;
-	cfg.jwt_audience = (char *)audience;
-	assert_int_equal(vtp_auth_init(auth, &cfg, &error), 0);
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	init_hs(&hs_auth, NULL, NULL);
+	init_hs_auth(&hs_auth, SECRET, NULL, NULL);
 	return 0;
 }
 
@@ -227,7 +176,7 @@ static void test_issuer_and_audience(void **state)
 	(void)state;
 	struct vtp_auth auth;
 	const char *reason;
-	init_hs(&auth, "https://lms.example", "vtp");
+	init_hs_auth(&auth, SECRET, "https://lms.example", "vtp");
 	struct {
 		const char *extra;
 		int expect;

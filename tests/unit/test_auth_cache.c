@@ -7,9 +7,8 @@
 
 #include "../../lib/auth.h"
 #include "../../lib/mem.h"
+#include "jwt_fixture.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,55 +17,13 @@
 #define NOW ((time_t)1800000000)
 #define HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 
-static char *b64url(const unsigned char *data, size_t len)
-{
-	static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	char *out = xmalloc(len * 4 / 3 + 4);
-	size_t n = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < len; i++) {
-		acc = (acc << 8) | data[i];
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[n++] = alphabet[(acc >> bits) & 63];
-		}
-	}
-	if (bits > 0)
-		out[n++] = alphabet[(acc << (6 - bits)) & 63];
-	out[n] = '\0';
-	return out;
-}
-
 /* An HS256 token for sub with the given exp and extra claims; caller frees. */
 static char *token_for(const char *key, const char *sub, time_t exp, const char *extra)
 {
 	char *payload = xasprintf("{\"sub\":\"%s\",\"role\":\"student\",\"exp\":%ld%s}", sub, (long)exp, extra);
-	char *h = b64url((const unsigned char *)HEADER, strlen(HEADER));
-	char *p = b64url((const unsigned char *)payload, strlen(payload));
-	char *signing_input = xasprintf("%s.%s", h, p);
-	unsigned char mac[32];
-	unsigned mac_len = 0;
-	HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signing_input, strlen(signing_input), mac,
-	     &mac_len);
-	char *sig = b64url(mac, mac_len);
-	char *token = xasprintf("%s.%s", signing_input, sig);
+	char *token = hs256(key, strlen(key), HEADER, payload);
 	free(payload);
-	free(h);
-	free(p);
-	free(signing_input);
-	free(sig);
 	return token;
-}
-
-static void init_hs(struct vtp_auth *auth, const char *secret)
-{
-	struct vtp_config cfg = {0};
-	char *error = NULL;
-	cfg.jwt_alg = (char *)"HS256";
-	cfg.jwt_secret = (char *)secret;
-	assert_int_equal(vtp_auth_init(auth, &cfg, &error), 0);
 }
 
 static size_t used_slots(const struct vtp_auth_cache *cache)
@@ -82,7 +39,7 @@ static void test_hit_and_miss(void **state)
 	(void)state;
 	struct vtp_auth auth;
 	static struct vtp_auth_cache cache;
-	init_hs(&auth, SECRET);
+	init_hs_auth(&auth, SECRET, NULL, NULL);
 	char *a = token_for(SECRET, "u-a", NOW + 3600, ",\"name\":\"Ada\"");
 	char *b = token_for(SECRET, "u-b", NOW + 3600, "");
 	struct vtp_principal who;
@@ -120,7 +77,7 @@ static void test_rejected_never_cached(void **state)
 	(void)state;
 	struct vtp_auth auth;
 	static struct vtp_auth_cache cache;
-	init_hs(&auth, SECRET);
+	init_hs_auth(&auth, SECRET, NULL, NULL);
 	char *forged = token_for(OTHER_SECRET, "u-a", NOW + 3600, "");
 	char *expired = token_for(SECRET, "u-a", NOW - 3600, "");
 	char *early = token_for(SECRET, "u-a", NOW + 3600, ",\"nbf\":1800000900");
@@ -151,7 +108,7 @@ static void test_expiry(void **state)
 	(void)state;
 	struct vtp_auth auth;
 	static struct vtp_auth_cache cache;
-	init_hs(&auth, SECRET);
+	init_hs_auth(&auth, SECRET, NULL, NULL);
 	char *token = token_for(SECRET, "u-a", NOW + 100, "");
 	struct vtp_principal who;
 	const char *reason;
@@ -174,7 +131,7 @@ static void test_key_change_empties(void **state)
 	(void)state;
 	struct vtp_auth auth;
 	static struct vtp_auth_cache cache;
-	init_hs(&auth, SECRET);
+	init_hs_auth(&auth, SECRET, NULL, NULL);
 	char *token = token_for(SECRET, "u-a", NOW + 3600, "");
 	struct vtp_principal who;
 	const char *reason;
@@ -183,7 +140,7 @@ static void test_key_change_empties(void **state)
 	assert_int_equal(cache.hits, 1);
 	/* Reloaded with another key, possibly at the same address. */
 	vtp_auth_free(&auth);
-	init_hs(&auth, OTHER_SECRET);
+	init_hs_auth(&auth, OTHER_SECRET, NULL, NULL);
 	assert_int_equal(vtp_auth_verify_cached(&auth, &cache, token, NOW, &who, &reason), -1);
 	assert_string_equal(reason, "invalid signature");
 	assert_int_equal(cache.hits, 0);
@@ -197,7 +154,7 @@ static void test_bounded(void **state)
 	(void)state;
 	struct vtp_auth auth;
 	static struct vtp_auth_cache cache;
-	init_hs(&auth, SECRET);
+	init_hs_auth(&auth, SECRET, NULL, NULL);
 	char *tokens[VTP_AUTH_CACHE_SLOTS + 1];
 	struct vtp_principal who;
 	const char *reason;
