@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -20,8 +21,9 @@
 #define MAX_RELAYED 8
 #define RCVBUF_BYTES 4194304 /* as libavformat asks for its own sockets: a burst of a keyframe must fit */
 #define MAX_DROPOUT 3000     /* RFC 3550 A.1 */
-#define MAX_MISORDER 500 /* RFC 3550 A.1 says 100; a retransmission comes later, and libavformat
-			  * takes it up to its reorder_queue_size (record.c: 500) behind */
+/* RFC 3550 A.1 says 100 sequence numbers; a retransmission comes later: up to GIVE_UP_NS (0.5 s) after its
+ * gap, which is 500 numbers behind the newest at 1000 packets a second, more than our video sends. */
+#define MAX_MISORDER 500
 #define SEQ_MOD 65536
 
 /* Feedback timings (RFC 3550 6.4.2, RFC 4585 6.2.1 and 6.3.1), all from when the gap was seen, which is when
@@ -48,6 +50,7 @@ struct seq_state {
 	uint16_t max_seq;
 	uint32_t cycles, base_seq, bad_seq;
 	int64_t received;
+	int64_t duplicates; /* copies not counted in received: see count_packet() */
 	/* counts of earlier sources (an SSRC change or a sequence restart) */
 	int64_t received_before, lost_before;
 	bool have_transit;
@@ -56,7 +59,8 @@ struct seq_state {
 	int64_t expected_prior, received_prior; /* at the last receiver report (RFC 3550 A.3) */
 };
 
-/* A sequence number seen missing and not yet given up. */
+/* A sequence number seen missing and not yet given up. Its times, like every timer here, are CLOCK_MONOTONIC
+ * (mono_ns()): a step of the wall clock must not give up, or hold, what is asked for. */
 struct missing {
 	uint16_t seq;
 	int asks;
@@ -81,7 +85,8 @@ struct relay_stream {
 	uint32_t clock_rate;
 	bool video;
 	bool avpf;	    /* the m= line's profile is RTP/AVPF (or SAVPF): feedback may be sent */
-	bool nack, pli;	    /* and a=rtcp-fb offers generic NACK / PLI for pt */
+	bool nack, pli;	    /* and a=rtcp-fb offers generic NACK / PLI for pt (NACK: not with RTX, see below) */
+	bool rtx;	    /* the m= line has an a=rtpmap of rtx (RFC 4588) */
 	/* under the relay's lock: */
 	struct seq_state seq;
 	bool have_packet;	    /* the current SSRC's first packet: */
@@ -90,13 +95,16 @@ struct relay_stream {
 	/* The first and the latest sender report of the SSRC that sent the latest one. Kept whatever the SSRC,
 	 * because ffmpeg (and others) send a report before their first RTP packet. */
 	struct report_seen first_sr, last_sr;
-	/* Where feedback goes: the source of the sender's RTCP, or before any, its RTP source's port+1. */
+	/* Where feedback goes: the source of the sender's RTCP, or before any, its RTP source's port+1. Only
+	 * RTCP from the RTP source's address moves it, so that a forged datagram cannot point it elsewhere. */
+	uint32_t rtp_source_ip; /* network order; the latest counted packet's */
+	bool have_rtp_source;
 	struct sockaddr_in sender_rtcp;
 	bool have_sender_rtcp, from_rtcp;
 	struct missing missing[MAX_MISSING]; /* in the order seen, so in sequence order */
 	int n_missing;
 	bool pli_wanted;
-	int64_t next_report_ns, last_pli_ns;
+	int64_t next_report_ns, last_pli_ns; /* CLOCK_MONOTONIC */
 };
 
 struct rtp_relay {
@@ -122,6 +130,14 @@ static int64_t arrival_ns(struct msghdr *msg)
 			return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 		}
 	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Now on CLOCK_MONOTONIC, for timers. */
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -172,11 +188,12 @@ static int64_t seq_lost(const struct seq_state *s)
 	return seq_expected(s) - s->received;
 }
 
-/* A gap before seq: `count` packets after the highest one seen. Asked for with NACKs when the SDP offers them
- * and the gap is small enough to repair, else given up at once. */
+/* A gap before seq: `count` packets after the highest one seen. Kept as missing, whether or not NACKs ask for
+ * them, so that a packet that is only reordered is no loss and no PLI; a gap too big to repair is given up at
+ * once. */
 static void note_gap(struct relay_stream *st, uint16_t first, uint32_t count, int64_t now)
 {
-	if (!st->nack || count > MAX_NACK_GAP || st->n_missing + (int)count > MAX_MISSING) {
+	if (count > MAX_NACK_GAP || st->n_missing + (int)count > MAX_MISSING) {
 		st->pli_wanted = st->pli;
 		return;
 	}
@@ -184,19 +201,24 @@ static void note_gap(struct relay_stream *st, uint16_t first, uint32_t count, in
 		st->missing[st->n_missing++] = (struct missing){.seq = (uint16_t)(first + i), .seen_ns = now, .next_ask_ns = now};
 }
 
-/* A late packet arrived: if it was asked for, it is not missing any more. */
-static void note_late(struct relay_stream *st, uint16_t seq)
+/* A late packet arrived: if it was missing, it is not any more. Returns whether it was. */
+static bool note_late(struct relay_stream *st, uint16_t seq)
 {
 	for (int i = 0; i < st->n_missing; i++)
 		if (st->missing[i].seq == seq) {
 			memmove(&st->missing[i], &st->missing[i + 1], (size_t)(st->n_missing - i - 1) * sizeof st->missing[0]);
 			st->n_missing--;
-			return;
+			return true;
 		}
+	return false;
 }
 
-/* Counts one RTP packet of the stream's payload type (RFC 3550 A.1 without probation, A.8 jitter). */
-static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arrival_ns)
+/* Counts one RTP packet of the stream's sender (RFC 3550 A.1 without probation, A.8 jitter). Sequence numbers
+ * belong to the SSRC, so every payload type on it counts (RED, telephone-event, a second codec); only the
+ * stream's own type (st->pt), whose clock rate is known, goes into jitter. A packet of another type never
+ * starts a sender: the caller passes one only for the current SSRC. arrival_ns is the kernel's realtime stamp
+ * (for jitter), now the monotonic time (for the timers). */
+static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arrival_ns, int64_t now)
 {
 	struct seq_state *s = &st->seq;
 	uint16_t seq = (uint16_t)(p[2] << 8 | p[3]);
@@ -217,8 +239,12 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 	} else {
 		uint16_t udelta = (uint16_t)(seq - s->max_seq);
 		if (udelta < MAX_DROPOUT) {
+			if (udelta == 0) {
+				s->duplicates++;
+				return;
+			}
 			if (udelta > 1)
-				note_gap(st, (uint16_t)(s->max_seq + 1), udelta - 1u, arrival_ns);
+				note_gap(st, (uint16_t)(s->max_seq + 1), udelta - 1u, now);
 			if (seq < s->max_seq)
 				s->cycles += SEQ_MOD;
 			s->max_seq = seq;
@@ -234,15 +260,21 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 				return;
 			}
 		} else {
-			/* a duplicate or a late packet (a retransmission): counted as received, as the RFC does, so
-			 * that a repaired loss is no loss; its transit holds a round trip and our wait, which is not
-			 * the network's jitter, so it is left out of that */
-			s->received++;
-			note_late(st, seq);
+			/* a late packet (a retransmission, or a reordered one): counted as received only while it is
+			 * missing, so that a repaired loss is no loss; a copy of one that arrived already, or of one
+			 * given up on (libavformat has gone on without it), is a duplicate, else a sender that
+			 * retransmits each ask would hide loss. Its transit holds a round trip and our wait, which is
+			 * not the network's jitter, so it is left out of that. */
+			if (note_late(st, seq))
+				s->received++;
+			else
+				s->duplicates++;
 			return;
 		}
 	}
 	s->received++;
+	if ((p[1] & 0x7f) != st->pt)
+		return;
 	/* transit in clock units; its differences are what matter, so wrapping arithmetic is right */
 	uint32_t arrival = (uint32_t)(uint64_t)((double)arrival_ns * st->clock_rate / 1e9);
 	uint32_t transit = arrival - ts;
@@ -271,16 +303,25 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 		if (n < 0)
 			return; /* EAGAIN, or an ICMP error from an earlier send: nothing to do either way */
 		if (fd == st->in_rtp) {
-			if (n >= 12 && (buf[0] >> 6) == 2 && (buf[1] & 0x7f) == st->pt) {
-				pthread_mutex_lock(&relay->lock);
-				count_packet(st, buf, arrival_ns(&msg));
-				if (!st->from_rtcp && from.sin_family == AF_INET) {
+			int pt = buf[1] & 0x7f;
+			pthread_mutex_lock(&relay->lock);
+			/* RTCP types 200-204 read as RTP types 72-76 (RFC 5761 4): never the sender's media */
+			bool counted = n >= 12 && (buf[0] >> 6) == 2 && (pt < 72 || pt > 76) &&
+				       (pt == st->pt || (st->seq.started && read32(buf + 8) == st->seq.ssrc));
+			if (counted) {
+				count_packet(st, buf, arrival_ns(&msg), mono_ns());
+				if (from.sin_family == AF_INET) {
+					st->rtp_source_ip = from.sin_addr.s_addr;
+					st->have_rtp_source = true;
+				}
+				/* port+1 of port 65535 would be port 0: wait for the sender's RTCP instead */
+				if (!st->from_rtcp && from.sin_family == AF_INET && ntohs(from.sin_port) < 65535) {
 					st->sender_rtcp = from;
 					st->sender_rtcp.sin_port = htons((uint16_t)(ntohs(from.sin_port) + 1));
 					st->have_sender_rtcp = true;
 				}
-				pthread_mutex_unlock(&relay->lock);
 			}
+			pthread_mutex_unlock(&relay->lock);
 			sendto(st->out_rtp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtp, sizeof st->local_rtp);
 		} else {
 			struct rtcp_sender_report sr;
@@ -293,7 +334,8 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 				st->last_sr = seen;
 			}
 			/* only what looks like RTCP (version 2, a type of RFC 3550 or 4585) moves where feedback goes */
-			if (from.sin_family == AF_INET && n >= 8 && (buf[0] >> 6) == 2 && buf[1] >= 200 && buf[1] <= 206) {
+			if (from.sin_family == AF_INET && n >= 8 && (buf[0] >> 6) == 2 && buf[1] >= 200 && buf[1] <= 206 &&
+			    st->have_rtp_source && from.sin_addr.s_addr == st->rtp_source_ip) {
 				st->sender_rtcp = from;
 				st->have_sender_rtcp = st->from_rtcp = true;
 			}
@@ -324,8 +366,9 @@ static uint8_t *rtcp_header(uint8_t *p, int count_or_fmt, int pt, size_t words)
 	return put16(p + 2, (uint32_t)words);
 }
 
-/* A receiver report with one block for the stream's sender (RFC 3550 6.4.2, A.3) and an SDES with our CNAME. */
-static uint8_t *write_report(const struct rtp_relay *relay, struct relay_stream *st, int64_t now, uint8_t *p)
+/* A receiver report with one block for the stream's sender (RFC 3550 6.4.2, A.3) and an SDES with our CNAME.
+ * wall_ns is CLOCK_REALTIME, the clock of the sender report's kernel arrival stamp that DLSR counts from. */
+static uint8_t *write_report(const struct rtp_relay *relay, struct relay_stream *st, int64_t wall_ns, uint8_t *p)
 {
 	struct seq_state *s = &st->seq;
 	int64_t expected = seq_expected(s), lost = expected - s->received;
@@ -338,7 +381,7 @@ static uint8_t *write_report(const struct rtp_relay *relay, struct relay_stream 
 	uint32_t lsr = 0, dlsr = 0;
 	if (st->last_sr.valid && st->last_sr.sr.ssrc == s->ssrc) {
 		lsr = (uint32_t)(st->last_sr.sr.ntp >> 16);
-		int64_t delay = now - st->last_sr.arrival_ns;
+		int64_t delay = wall_ns - st->last_sr.arrival_ns;
 		dlsr = delay > 0 ? (uint32_t)(delay * 65536 / 1000000000) : 0;
 	}
 	p = rtcp_header(p, 1, 201, 7);
@@ -367,6 +410,8 @@ static uint8_t *write_nack(const struct rtp_relay *relay, struct relay_stream *s
 {
 	uint8_t *start = p, *fci = p + 12, *entry = NULL;
 	uint16_t pid = 0, blp = 0;
+	if (!st->nack)
+		return p;
 	for (int i = 0; i < st->n_missing; i++) {
 		struct missing *m = &st->missing[i];
 		if (m->asks >= NACK_ASKS || m->next_ask_ns > now)
@@ -394,9 +439,11 @@ static uint8_t *write_nack(const struct rtp_relay *relay, struct relay_stream *s
 	return fci;
 }
 
-/* Builds into buf (FEEDBACK_BYTES) what is due on stream st at `now`: a compound packet of a receiver report
- * and SDES, and a NACK and a PLI when they are due. Returns its length, 0 when nothing is due. Under the lock. */
-static size_t feedback_due(const struct rtp_relay *relay, struct relay_stream *st, int64_t now, uint8_t *buf)
+/* Builds into buf (FEEDBACK_BYTES) what is due on stream st at `now` (CLOCK_MONOTONIC; wall_ns: the same
+ * instant on CLOCK_REALTIME): a compound packet of a receiver report and SDES, and a NACK and a PLI when they
+ * are due. Returns its length, 0 when nothing is due. Under the lock. */
+static size_t feedback_due(const struct rtp_relay *relay, struct relay_stream *st, int64_t now, int64_t wall_ns,
+			   uint8_t *buf)
 {
 	if (!st->seq.started || !st->have_sender_rtcp)
 		return 0;
@@ -410,12 +457,12 @@ static size_t feedback_due(const struct rtp_relay *relay, struct relay_stream *s
 	}
 	st->n_missing = kept;
 	bool nack_due = false, pli_due = st->pli_wanted && now - st->last_pli_ns >= PLI_INTERVAL_NS;
-	for (int i = 0; i < st->n_missing && !nack_due; i++)
+	for (int i = 0; i < st->n_missing && st->nack && !nack_due; i++)
 		nack_due = st->missing[i].asks < NACK_ASKS && st->missing[i].next_ask_ns <= now;
 	if (!nack_due && !pli_due && now < st->next_report_ns)
 		return 0;
 	/* RFC 4585 3.1: feedback goes in a compound packet that starts with a report */
-	uint8_t *p = write_report(relay, st, now, buf);
+	uint8_t *p = write_report(relay, st, wall_ns, buf);
 	st->next_report_ns = now + REPORT_INTERVAL_NS;
 	p = write_nack(relay, st, now, p);
 	if (pli_due) {
@@ -433,8 +480,8 @@ static size_t feedback_due(const struct rtp_relay *relay, struct relay_stream *s
 static int send_feedback(struct rtp_relay *relay)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts); /* the clock of the arrival times, which the timings count from */
-	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t now = mono_ns(), wall_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 	int timeout_ms = 100;
 	for (int i = 0; i < relay->n_streams; i++) {
 		struct relay_stream *st = &relay->streams[i];
@@ -442,7 +489,7 @@ static int send_feedback(struct rtp_relay *relay)
 			continue;
 		uint8_t buf[FEEDBACK_BYTES];
 		pthread_mutex_lock(&relay->lock);
-		size_t len = feedback_due(relay, st, now, buf);
+		size_t len = feedback_due(relay, st, now, wall_ns, buf);
 		struct sockaddr_in to = st->sender_rtcp;
 		if (st->n_missing > 0 || st->pli_wanted)
 			timeout_ms = 10;
@@ -587,7 +634,7 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 			end++;
 		char text[512];
 		snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1), line);
-		char media[16], rest[400], proto[32], fb_pt[16], fb[64];
+		char media[16], rest[400], proto[32], fb_pt[16], fb[64], encoding[16];
 		int port, pt, rate, n;
 		char written[600];
 		const char *emit = NULL; /* a rewritten line, else the line as it is */
@@ -624,6 +671,8 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 		} else if (cur && strncmp(text, "a=rtcp:", 7) == 0) {
 			snprintf(written, sizeof written, "a=rtcp:%d", cur_port + 1);
 			emit = written;
+		} else if (cur && sscanf(text, "a=rtpmap:%d %15[^/]", &pt, encoding) == 2 && !strcasecmp(encoding, "rtx")) {
+			cur->rtx = true;
 		} else if (cur && sscanf(text, "a=rtpmap:%d %*[^/]/%d", &pt, &rate) == 2 && pt == cur->pt && rate > 0) {
 			cur->clock_rate = (uint32_t)rate;
 		} else if (cur && cur->avpf && sscanf(text, "a=rtcp-fb:%15s %63[^\n]", fb_pt, fb) == 2 &&
@@ -651,6 +700,12 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 		line += end;
 	}
 	out[used] = '\0';
+	/* With RTX negotiated, a sender answers a NACK on the RTX SSRC and payload type (RFC 4588), which the relay
+	 * does not count and libavformat cannot decode: no NACKs then. Unwrapping RTX into the original packet
+	 * is left to do. A gap is still given up with a PLI. */
+	for (int i = 0; i < relay->n_streams; i++)
+		if (relay->streams[i].rtx)
+			relay->streams[i].nack = false;
 	/* RFC 3550 8.1: a random SSRC; the CNAME only has to be unique with it (RFC 7022) */
 	if (getrandom(&relay->ssrc, sizeof relay->ssrc, 0) != sizeof relay->ssrc)
 		relay->ssrc = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
@@ -687,6 +742,7 @@ int rtp_relay_stats(struct rtp_relay *relay, int id, struct rtp_stream_stats *ou
 	int64_t lost = s->started ? seq_lost(s) : 0;
 	out->known = s->started;
 	out->received = s->received_before + s->received;
+	out->duplicates = s->duplicates;
 	out->lost = s->lost_before + (lost > 0 ? lost : 0);
 	out->jitter_ms = st->clock_rate ? s->jitter * 1000.0 / st->clock_rate : 0;
 	pthread_mutex_unlock(&relay->lock);

@@ -10,8 +10,9 @@ struct rtp_relay;
 
 /* What one stream (one m= line libavformat makes a stream of) has received so far. */
 struct rtp_stream_stats {
-	int64_t received; /* RTP packets of the stream's payload type */
-	int64_t lost;	  /* expected - received (RFC 3550 A.3), never below 0 */
+	int64_t received;   /* RTP packets of the stream's sender (SSRC), of any payload type, each counted once */
+	int64_t lost;	    /* expected - received (RFC 3550 A.3), never below 0 */
+	int64_t duplicates; /* copies not counted: of a packet already received, or too late (given up on) */
 	double jitter_ms; /* interarrival jitter (RFC 3550 A.8) */
 	bool known;	  /* a packet has been received */
 };
@@ -28,9 +29,10 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 int rtp_relay_stats(struct rtp_relay *relay, int id, struct rtp_stream_stats *out);
 
 /* A stream's RTP clock against the sender's wall clock: its first packet and its first sender report.
- * Both describe the stream's current sender (SSRC): a new SSRC starts them over. */
+ * Both describe the stream's current sender (SSRC): a new SSRC starts them over. A sequence restart on the
+ * same SSRC does not: an SSRC's RTP timestamps are one clock (RFC 3550 5.1), whatever its sequence numbers do. */
 struct rtp_stream_clock {
-	bool have_packet;             /* the first RTP packet of the counted payload type has been forwarded */
+	bool have_packet;             /* the SSRC's first RTP packet (of the counted payload type) has been forwarded */
 	uint32_t first_rtp_timestamp; /* that packet's RTP timestamp */
 	int64_t first_arrival_ns;     /* when it arrived: CLOCK_REALTIME ns, as arrival_ns() gives it */
 	bool have_report;             /* a sender report for the stream's SSRC has arrived (RFC 3550 6.4.1) */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A free even port P with P+1 free too (both probed and closed). */
@@ -120,8 +121,9 @@ static void test_counts_loss_across_the_wrap_and_forwards_unchanged(void **state
 		assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
 		assert_memory_equal(got, pkt, sizeof pkt);
 	}
-	/* a packet of another payload type (say, RTX) is forwarded but not counted */
+	/* a packet of another payload type on another SSRC (say, RTX) is forwarded but not counted */
 	rtp_packet(pkt, 101, 500, 0);
+	pkt[11] = 0x79;
 	send_to(tx, port, pkt, sizeof pkt);
 	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
 	uint8_t sr[28] = {0x80, 200, 0, 6};
@@ -281,6 +283,47 @@ static uint32_t get32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Checks one compound feedback datagram of n bytes from the relay for the sender `ssrc`: it starts with a
+ * receiver report and an SDES, then only generic NACKs and PLIs about ssrc. Adds to named[] how often each
+ * sequence number is asked for and to *plis the PLIs; returns the NACK entries that name more than their PID. */
+static int parse_feedback(const uint8_t *got, ssize_t n, uint32_t ssrc, int *named, int *plis)
+{
+	int masked = 0;
+	assert_true(n >= 8 + 24 + 12);
+	assert_int_equal(got[0], 0x81); /* RR, one block */
+	assert_int_equal(got[1], 201);
+	uint32_t own = get32(got + 4);
+	assert_int_equal(get32(got + 8), ssrc);
+	assert_int_equal(got[33], 202); /* SDES */
+	assert_int_equal(get32(got + 36), own);
+	size_t at = 32 + ((size_t)(got[34] << 8 | got[35]) + 1) * 4;
+	while (at + 12 <= (size_t)n) {
+		const uint8_t *p = got + at;
+		size_t size = ((size_t)(p[2] << 8 | p[3]) + 1) * 4;
+		assert_true(at + size <= (size_t)n);
+		assert_int_equal(get32(p + 4), own);
+		assert_int_equal(get32(p + 8), ssrc);
+		if (p[1] == 205 && (p[0] & 0x1f) == 1) {
+			for (size_t f = 12; f < size; f += 4) {
+				uint16_t pid = (uint16_t)(p[f] << 8 | p[f + 1]), blp = (uint16_t)(p[f + 2] << 8 | p[f + 3]);
+				named[pid]++;
+				masked += blp != 0;
+				for (int b = 0; b < 16; b++)
+					if (blp >> b & 1)
+						named[(uint16_t)(pid + 1 + b)]++;
+			}
+		} else {
+			assert_int_equal(p[1], 206); /* else only a PLI */
+			assert_int_equal(p[0] & 0x1f, 1);
+			assert_int_equal(size, 12);
+			(*plis)++;
+		}
+		at += size;
+	}
+	assert_int_equal(at, (size_t)n);
+	return masked;
+}
+
 /* Gaps in a video stream whose SDP offers nack and nack pli: each compound the relay sends back to the sender's
  * RTCP port starts with a receiver report for the sender's SSRC and an SDES; the NACKs name exactly the missing
  * packets (across the sequence wrap, with a PID and a bitmask), a few times at most; once they are
@@ -311,40 +354,8 @@ static void test_gaps_are_nacked_then_given_up_with_a_pli(void **state)
 	static int named[65536]; /* how often each sequence number was asked for */
 	int plis = 0, masked = 0; /* entries that name more than their PID */
 	ssize_t n;
-	while (plis == 0 && (n = recv_within(tx_rtcp, got, sizeof got)) > 0) {
-		assert_true(n >= 8 + 24 + 12);
-		assert_int_equal(got[0], 0x81); /* RR, one block */
-		assert_int_equal(got[1], 201);
-		uint32_t own = get32(got + 4);
-		assert_int_equal(get32(got + 8), 0x12345678);
-		assert_int_equal(got[33], 202); /* SDES */
-		assert_int_equal(get32(got + 36), own);
-		size_t at = 32 + ((size_t)(got[34] << 8 | got[35]) + 1) * 4;
-		while (at + 12 <= (size_t)n) {
-			const uint8_t *p = got + at;
-			size_t size = ((size_t)(p[2] << 8 | p[3]) + 1) * 4;
-			assert_true(at + size <= (size_t)n);
-			assert_int_equal(get32(p + 4), own);
-			assert_int_equal(get32(p + 8), 0x12345678);
-			if (p[1] == 205 && (p[0] & 0x1f) == 1) {
-				for (size_t f = 12; f < size; f += 4) {
-					uint16_t pid = (uint16_t)(p[f] << 8 | p[f + 1]), blp = (uint16_t)(p[f + 2] << 8 | p[f + 3]);
-					named[pid]++;
-					masked += blp != 0;
-					for (int b = 0; b < 16; b++)
-						if (blp >> b & 1)
-							named[(uint16_t)(pid + 1 + b)]++;
-				}
-			} else {
-				assert_int_equal(p[1], 206); /* else only a PLI */
-				assert_int_equal(p[0] & 0x1f, 1);
-				assert_int_equal(size, 12);
-				plis++;
-			}
-			at += size;
-		}
-		assert_int_equal(at, (size_t)n);
-	}
+	while (plis == 0 && (n = recv_within(tx_rtcp, got, sizeof got)) > 0)
+		masked += parse_feedback(got, n, 0x12345678, named, &plis);
 	assert_int_equal(plis, 1);
 	assert_true(masked >= 1);
 	for (int seq = 0; seq < 65536; seq++) {
@@ -354,16 +365,231 @@ static void test_gaps_are_nacked_then_given_up_with_a_pli(void **state)
 	struct rtp_stream_stats st;
 	assert_int_equal(rtp_relay_stats(relay, 0, &st), 0);
 	assert_int_equal(st.lost, 4);
-	/* a retransmission that comes after all is counted: the loss falls back */
+	/* a retransmission that comes after the give-up is too late for libavformat: a duplicate, still a loss */
 	rtp_packet(pkt, 96, 65533, 9000);
 	send_to(tx, port, pkt, sizeof pkt);
-	for (int i = 0; i < 2000 && rtp_relay_stats(relay, 0, &st) == 0 && st.received < 9; i++)
+	for (int i = 0; i < 2000 && rtp_relay_stats(relay, 0, &st) == 0 && st.duplicates < 1; i++)
 		usleep(1000);
-	assert_int_equal(st.lost, 3);
+	assert_int_equal(st.duplicates, 1);
+	assert_int_equal(st.received, 8);
+	assert_int_equal(st.lost, 4);
 	rtp_relay_stop(relay);
 	free(local);
 	close(tx);
 	close(tx_rtcp);
+}
+
+/* One test's relay, for one video m= line (RTP/AVPF, VP8 as 96, the SDP lines `extra` after its rtpmap) on
+ * port, and a sender's pair sending to it; named (65536 entries, how often each sequence number is NACKed)
+ * and plis count the feedback that feedback_for() reads. case_end() frees it all. */
+struct feedback_case {
+	struct rtp_relay *relay;
+	char *local;
+	int port, tx, tx_rtcp, plis;
+	int *named;
+};
+
+static void case_start(struct feedback_case *c, const char *extra)
+{
+	*c = (struct feedback_case){.port = free_pair(), .named = calloc(65536, sizeof *c->named)};
+	assert_true(c->port > 0);
+	assert_non_null(c->named);
+	char sdp[512];
+	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVPF 96 97\r\na=rtpmap:96 VP8/90000\r\n%s",
+		 c->port, extra);
+	int busy = 0;
+	c->relay = rtp_relay_start(sdp, &c->local, &busy);
+	assert_non_null(c->relay);
+	sender_pair(&c->tx, &c->tx_rtcp);
+}
+
+static void case_end(struct feedback_case *c)
+{
+	rtp_relay_stop(c->relay);
+	free(c->local);
+	free(c->named);
+	close(c->tx);
+	close(c->tx_rtcp);
+}
+
+/* Sends from fd to port one packet of the SSRC 0x12345678 for each of the n sequence numbers, of payload type
+ * pts[i % n_pts]. */
+static void send_seqs(int fd, int port, const uint16_t *seqs, int n, const uint8_t *pts, int n_pts)
+{
+	uint8_t pkt[40];
+	for (int i = 0; i < n; i++) {
+		rtp_packet(pkt, pts[i % n_pts], seqs[i], 3000u * seqs[i]);
+		send_to(fd, port, pkt, sizeof pkt);
+	}
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads the relay's feedback on fd for ms milliseconds, or until the first PLI when until_pli, each datagram
+ * checked by parse_feedback(); named (65536 entries) and *plis as there. Returns how many datagrams came. */
+static int feedback_for(int fd, int ms, bool until_pli, int *named, int *plis)
+{
+	uint8_t got[1500];
+	int datagrams = 0;
+	for (int64_t end = now_ms() + ms, left; (left = end - now_ms()) > 0 && !(until_pli && *plis > 0);) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, (int)left) != 1)
+			break;
+		ssize_t n = recv(fd, got, sizeof got, 0);
+		parse_feedback(got, n, 0x12345678, named, plis);
+		datagrams++;
+	}
+	return datagrams;
+}
+
+/* Waits up to 2 s for received + duplicates to reach total; returns the stream's statistics then. */
+static struct rtp_stream_stats stats_at(struct rtp_relay *relay, int64_t total)
+{
+	struct rtp_stream_stats st = {0};
+	for (int i = 0; i < 2000 && rtp_relay_stats(relay, 0, &st) == 0 && st.received + st.duplicates < total; i++)
+		usleep(1000);
+	return st;
+}
+
+static int named_count(const int *named)
+{
+	int total = 0;
+	for (int seq = 0; seq < 65536; seq++)
+		total += named[seq];
+	return total;
+}
+
+/* Sequence numbers belong to the SSRC: packets of another payload type on it (RED, telephone-event, a second
+ * codec) fill what would otherwise look like gaps, so nothing is NACKed, no PLI follows, and all count. */
+static void test_every_payload_type_of_the_ssrc_is_in_sequence(void **state)
+{
+	(void)state;
+	struct feedback_case c;
+	case_start(&c, "a=rtpmap:97 red/90000\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n");
+	uint16_t seqs[20];
+	for (int i = 0; i < 20; i++)
+		seqs[i] = (uint16_t)(100 + i);
+	const uint8_t pts[] = {96, 97};
+	send_seqs(c.tx, c.port, seqs, 20, pts, 2);
+	assert_true(feedback_for(c.tx_rtcp, 800, false, c.named, &c.plis) >= 1); /* past the give-up */
+	assert_int_equal(named_count(c.named), 0);
+	assert_int_equal(c.plis, 0);
+	struct rtp_stream_stats st = stats_at(c.relay, 20);
+	assert_int_equal(st.received, 20);
+	assert_int_equal(st.lost, 0);
+	assert_int_equal(st.duplicates, 0);
+	case_end(&c);
+}
+
+/* A NACKed packet that is retransmitted twice counts once; the second copy, and a copy of the newest packet,
+ * are duplicates: they do not hide a loss. */
+static void test_a_retransmission_counts_once(void **state)
+{
+	(void)state;
+	struct feedback_case c;
+	case_start(&c, "a=rtcp-fb:96 nack\r\n");
+	const uint16_t seqs[] = {1, 2, 3, 4, 6, 7, 8, 9, 10};
+	const uint8_t pt[] = {96};
+	send_seqs(c.tx, c.port, seqs, 9, pt, 1);
+	for (int64_t end = now_ms() + 2000; c.named[5] == 0 && now_ms() < end;)
+		feedback_for(c.tx_rtcp, 100, false, c.named, &c.plis);
+	assert_true(c.named[5] >= 1);
+	const uint16_t again[] = {5, 5, 10};
+	send_seqs(c.tx, c.port, again, 3, pt, 1);
+	struct rtp_stream_stats st = stats_at(c.relay, 12);
+	assert_int_equal(st.received, 10);
+	assert_int_equal(st.duplicates, 2);
+	assert_int_equal(st.lost, 0);
+	case_end(&c);
+}
+
+/* With RTX negotiated the sender would answer a NACK on the RTX SSRC, so none is sent; a packet that stays
+ * missing is still given up with one PLI. */
+static void test_no_nack_when_rtx_is_negotiated(void **state)
+{
+	(void)state;
+	struct feedback_case c;
+	case_start(&c, "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+		       "a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n");
+	const uint16_t seqs[] = {1, 2, 3, 4, 6, 7, 8};
+	const uint8_t pt[] = {96};
+	send_seqs(c.tx, c.port, seqs, 7, pt, 1);
+	feedback_for(c.tx_rtcp, 3000, true, c.named, &c.plis);
+	assert_int_equal(c.plis, 1);
+	assert_int_equal(named_count(c.named), 0);
+	case_end(&c);
+}
+
+/* Without NACK, a packet that is only reordered is no loss and asks for no picture; one that never comes is
+ * given up with a PLI, not at once but after the wait. */
+static void test_without_nack_a_reorder_is_no_pli(void **state)
+{
+	(void)state;
+	struct feedback_case c;
+	case_start(&c, "a=rtcp-fb:96 nack pli\r\n");
+	const uint16_t seqs[] = {1, 2, 3, 5, 4, 6, 7, 8};
+	const uint8_t pt[] = {96};
+	send_seqs(c.tx, c.port, seqs, 8, pt, 1);
+	assert_true(feedback_for(c.tx_rtcp, 800, false, c.named, &c.plis) >= 1);
+	assert_int_equal(c.plis, 0);
+	struct rtp_stream_stats st = stats_at(c.relay, 8);
+	assert_int_equal(st.received, 8);
+	assert_int_equal(st.lost, 0);
+	const uint16_t lost[] = {10};
+	int64_t sent_ms = now_ms();
+	send_seqs(c.tx, c.port, lost, 1, pt, 1);
+	feedback_for(c.tx_rtcp, 3000, true, c.named, &c.plis);
+	assert_int_equal(c.plis, 1);
+	assert_true(now_ms() - sent_ms >= 450);
+	assert_int_equal(named_count(c.named), 0);
+	case_end(&c);
+}
+
+/* A socket bound to ip (in host order) on a port the kernel picks. */
+static int bound_on(uint32_t ip)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	sa.sin_addr.s_addr = htonl(ip);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	return fd;
+}
+
+/* RTCP from an address other than the RTP source's (127.0.0.2 here) does not move where feedback goes; RTCP
+ * from the RTP source's address, on another port, does. */
+static void test_feedback_follows_rtcp_only_from_the_rtp_source(void **state)
+{
+	(void)state;
+	struct feedback_case c;
+	case_start(&c, "");
+	const uint16_t seqs[] = {1};
+	const uint8_t pt[] = {96};
+	send_seqs(c.tx, c.port, seqs, 1, pt, 1);
+	uint8_t got[1500];
+	ssize_t n = recv_within(c.tx_rtcp, got, sizeof got); /* the first report, at once */
+	assert_true(n > 0);
+	parse_feedback(got, n, 0x12345678, c.named, &c.plis);
+	int spoof = bound_on(0x7f000002), other = bound_on(INADDR_LOOPBACK);
+	uint8_t rr[8] = {0x80, 201, 0, 1, 0xde, 0xad, 0xbe, 0xef};
+	send_to(spoof, c.port + 1, rr, sizeof rr);
+	n = recv_within(c.tx_rtcp, got, sizeof got); /* the next report, a second later */
+	assert_true(n > 0);
+	parse_feedback(got, n, 0x12345678, c.named, &c.plis);
+	struct pollfd p = {.fd = spoof, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 0), 0);
+	send_to(other, c.port + 1, rr, sizeof rr);
+	n = recv_within(other, got, sizeof got);
+	assert_true(n > 0);
+	parse_feedback(got, n, 0x12345678, c.named, &c.plis);
+	assert_int_equal(poll(&p, 1, 0), 0);
+	case_end(&c);
+	close(spoof);
+	close(other);
 }
 
 /* A port of the SDP that is taken (the RTCP one here) is named. */
@@ -396,6 +622,11 @@ int main(void)
 		cmocka_unit_test(test_sender_report_parsing),
 		cmocka_unit_test(test_the_stream_clock_pairs_the_first_packet_and_report),
 		cmocka_unit_test(test_gaps_are_nacked_then_given_up_with_a_pli),
+		cmocka_unit_test(test_every_payload_type_of_the_ssrc_is_in_sequence),
+		cmocka_unit_test(test_a_retransmission_counts_once),
+		cmocka_unit_test(test_no_nack_when_rtx_is_negotiated),
+		cmocka_unit_test(test_without_nack_a_reorder_is_no_pli),
+		cmocka_unit_test(test_feedback_follows_rtcp_only_from_the_rtp_source),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
