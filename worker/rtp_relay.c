@@ -20,6 +20,7 @@
 #define MAX_DROPOUT 3000     /* RFC 3550 A.1 */
 #define MAX_MISORDER 100
 #define SEQ_MOD 65536
+#define PIN_NS 2000000000LL /* see send_pin() */
 
 /* RFC 3550 A.1 per-source sequence state, plus A.8 jitter. */
 struct seq_state {
@@ -68,6 +69,8 @@ struct rtp_relay {
 	bool thread_started;
 	atomic_bool stop;
 	pthread_mutex_t lock;
+	atomic_bool pin;  /* rtp_relay_pin_timestamps() was called: the sender's RTCP is kept from libavformat */
+	uint64_t pin_ntp; /* the NTP time of the relay's own reports */
 };
 
 /* When the kernel received the datagram (SO_TIMESTAMPNS), so that jitter is the network's and not how late
@@ -174,6 +177,28 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 	s->have_transit = true;
 }
 
+/* rtp_relay_pin_timestamps(): a sender report of the relay's own goes to libavformat ahead of each of a stream's
+ * packets of its first PIN_NS, saying that the relay's NTP time pin_ntp is the stream's first packet's RTP
+ * timestamp. libavformat (rtpdec.c finalize_packet, rtsp.c) then gives every stream's packets their RTP timestamp
+ * minus the stream's first packet's: all streams have the same NTP time and no later report moves them. Ahead of
+ * each packet, not only the first, because libavformat binds its sockets after the relay starts and what it
+ * receives before a report is timed from another origin; it reads RTCP before RTP, so one ahead is enough. */
+static void send_pin(struct rtp_relay *relay, struct relay_stream *st, int64_t arrival)
+{
+	pthread_mutex_lock(&relay->lock);
+	bool due = st->have_packet && arrival - st->first_arrival_ns < PIN_NS;
+	uint32_t fields[] = {0x80c80006, st->seq.ssrc, (uint32_t)(relay->pin_ntp >> 32), (uint32_t)relay->pin_ntp,
+			     st->first_rtp_timestamp, 0, 0};
+	pthread_mutex_unlock(&relay->lock);
+	if (!due)
+		return;
+	uint8_t sr[sizeof fields];
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		for (int b = 0; b < 4; b++)
+			sr[i * 4 + (size_t)b] = (uint8_t)(fields[i] >> (24 - 8 * b));
+	sendto(st->out_rtcp, sr, sizeof sr, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+}
+
 /* Reads what is waiting on fd (at most a few datagrams, so no socket starves the others) and hands each on. */
 static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 {
@@ -194,6 +219,8 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 				count_packet(st, buf, arrival_ns(&msg));
 				pthread_mutex_unlock(&relay->lock);
 			}
+			if (atomic_load(&relay->pin))
+				send_pin(relay, st, arrival_ns(&msg));
 			sendto(st->out_rtp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtp, sizeof st->local_rtp);
 		} else {
 			struct rtcp_sender_report sr;
@@ -205,8 +232,9 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 				st->last_sr = seen;
 				pthread_mutex_unlock(&relay->lock);
 			}
-			/* the sender's reports: libavformat maps timestamps through them */
-			sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+			/* the sender's reports: libavformat maps timestamps through them, unless they are pinned */
+			if (!atomic_load(&relay->pin))
+				sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
 		}
 	}
 }
@@ -392,6 +420,7 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 	}
 	out[used] = '\0';
 	atomic_init(&relay->stop, false);
+	atomic_init(&relay->pin, false);
 	if ((errno = pthread_create(&relay->thread, NULL, relay_thread, relay)) != 0)
 		goto fail;
 	relay->thread_started = true;
@@ -447,6 +476,14 @@ int rtp_relay_clock(struct rtp_relay *relay, int id, struct rtp_stream_clock *ou
 	}
 	pthread_mutex_unlock(&relay->lock);
 	return 0;
+}
+
+void rtp_relay_pin_timestamps(struct rtp_relay *relay)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	relay->pin_ntp = (uint64_t)(ts.tv_sec + 2208988800LL) << 32 | ((uint64_t)ts.tv_nsec << 32) / 1000000000;
+	atomic_store(&relay->pin, true);
 }
 
 void rtp_relay_stop(struct rtp_relay *relay)
