@@ -177,26 +177,49 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 	s->have_transit = true;
 }
 
-/* rtp_relay_pin_timestamps(): a sender report of the relay's own goes to libavformat ahead of each of a stream's
- * packets of its first PIN_NS, saying that the relay's NTP time pin_ntp is the stream's first packet's RTP
- * timestamp. libavformat (rtpdec.c finalize_packet, rtsp.c) then gives every stream's packets their RTP timestamp
- * minus the stream's first packet's: all streams have the same NTP time and no later report moves them. Ahead of
- * each packet, not only the first, because libavformat binds its sockets after the relay starts and what it
- * receives before a report is timed from another origin; it reads RTCP before RTP, so one ahead is enough. */
-static void send_pin(struct rtp_relay *relay, struct relay_stream *st, int64_t arrival)
+/* Sends libavformat a sender report of the relay's own (RFC 3550 6.4.1, without counts) on st's RTCP port. */
+static void send_report(struct relay_stream *st, uint32_t ssrc, uint64_t ntp, uint32_t rtp_timestamp)
 {
-	pthread_mutex_lock(&relay->lock);
-	bool due = st->have_packet && arrival - st->first_arrival_ns < PIN_NS;
-	uint32_t fields[] = {0x80c80006, st->seq.ssrc, (uint32_t)(relay->pin_ntp >> 32), (uint32_t)relay->pin_ntp,
-			     st->first_rtp_timestamp, 0, 0};
-	pthread_mutex_unlock(&relay->lock);
-	if (!due)
-		return;
+	uint32_t fields[] = {0x80c80006, ssrc, (uint32_t)(ntp >> 32), (uint32_t)ntp, rtp_timestamp, 0, 0};
 	uint8_t sr[sizeof fields];
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		for (int b = 0; b < 4; b++)
 			sr[i * 4 + (size_t)b] = (uint8_t)(fields[i] >> (24 - 8 * b));
 	sendto(st->out_rtcp, sr, sizeof sr, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+}
+
+/* rtp_relay_pin_timestamps(): a report of the relay's own goes to libavformat ahead of each of a stream's packets
+ * of its first PIN_NS, saying that the relay's NTP time pin_ntp is the stream's first packet's RTP timestamp.
+ * libavformat (rtpdec.c finalize_packet, rtsp.c) then gives every stream's packets their RTP timestamp minus the
+ * stream's first packet's: all streams have the same NTP time, so none is moved onto another's. Ahead of each
+ * packet, not only the first, because libavformat binds its sockets after the relay starts and what it receives
+ * before a report is timed from another origin; it reads RTCP before RTP, so one ahead is enough. */
+static void send_pin(struct rtp_relay *relay, struct relay_stream *st, int64_t arrival)
+{
+	pthread_mutex_lock(&relay->lock);
+	bool due = st->have_packet && arrival - st->first_arrival_ns < PIN_NS;
+	uint32_t ssrc = st->seq.ssrc, first = st->first_rtp_timestamp;
+	pthread_mutex_unlock(&relay->lock);
+	if (due)
+		send_report(st, ssrc, relay->pin_ntp, first);
+}
+
+/* rtp_relay_pin_timestamps(): the sender's reports after its first, moved onto the pinned timeline, so that
+ * libavformat follows the sender's clock as the stream's RTP clock drifts against it. The stream's first packet
+ * is at F on the sender's clock (from its first report) and at pin_ntp pinned, so a report of sender time N
+ * goes on as pin_ntp + (N - F), with its RTP timestamp. Consistent with the pin: where the sender's clock and the
+ * RTP clock agree, libavformat's timestamps do not change. */
+static void send_moved_report(struct rtp_relay *relay, struct relay_stream *st, const struct rtcp_sender_report *sr)
+{
+	pthread_mutex_lock(&relay->lock);
+	bool usable = st->have_packet && st->first_sr.valid && st->first_sr.sr.ssrc == st->seq.ssrc &&
+		      sr->ssrc == st->seq.ssrc;
+	/* F - the first report's NTP time, in 32.32: the RTP ticks between them, in whole and part seconds */
+	int64_t ticks = (int32_t)(st->first_rtp_timestamp - st->first_sr.sr.rtp_timestamp), rate = st->clock_rate;
+	uint64_t first = st->first_sr.sr.ntp + (uint64_t)((ticks / rate) * 4294967296LL + (ticks % rate) * 4294967296LL / rate);
+	pthread_mutex_unlock(&relay->lock);
+	if (usable)
+		send_report(st, sr->ssrc, relay->pin_ntp + (sr->ntp - first), sr->rtp_timestamp);
 }
 
 /* Reads what is waiting on fd (at most a few datagrams, so no socket starves the others) and hands each on. */
@@ -224,7 +247,8 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			sendto(st->out_rtp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtp, sizeof st->local_rtp);
 		} else {
 			struct rtcp_sender_report sr;
-			if (rtcp_find_sender_report(buf, (size_t)n, &sr)) {
+			bool found = rtcp_find_sender_report(buf, (size_t)n, &sr);
+			if (found) {
 				struct report_seen seen = {.valid = true, .sr = sr, .arrival_ns = arrival_ns(&msg)};
 				pthread_mutex_lock(&relay->lock);
 				if (!st->last_sr.valid || st->last_sr.sr.ssrc != sr.ssrc)
@@ -232,9 +256,11 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 				st->last_sr = seen;
 				pthread_mutex_unlock(&relay->lock);
 			}
-			/* the sender's reports: libavformat maps timestamps through them, unless they are pinned */
+			/* the sender's reports: libavformat maps timestamps through them */
 			if (!atomic_load(&relay->pin))
 				sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+			else if (found)
+				send_moved_report(relay, st, &sr);
 		}
 	}
 }

@@ -32,13 +32,14 @@ PERIOD = 2  # a probe every 2 s, so that the first seconds are checked too
 FPS, GOP = 15, 15
 LATE_S = 1.5
 # name: (video codec, the stream that starts late, when each stream's RTCP is let through (s after its first
-# RTP packet); None: never)
+# RTP packet; None: never), how far the audio's later reports claim its RTP clock drifts from the sender's clock)
 SCENARIOS = {
-    "vp8-audio-late": ("vp8", "audio", {"video": 5.0, "audio": 5.5}),
-    "vp8-video-late": ("vp8", "video", {"video": 5.0, "audio": 5.5}),
-    "h264-audio-late": ("h264", "audio", {"video": 5.0, "audio": 5.5}),
-    "h264-video-late": ("h264", "video", {"video": 5.0, "audio": 5.5}),
-    "vp8-audio-late-no-rtcp": ("vp8", "audio", None),
+    "vp8-audio-late": ("vp8", "audio", {"video": 5.0, "audio": 5.5}, 0),
+    "vp8-video-late": ("vp8", "video", {"video": 5.0, "audio": 5.5}, 0),
+    "h264-audio-late": ("h264", "audio", {"video": 5.0, "audio": 5.5}, 0),
+    "h264-video-late": ("h264", "video", {"video": 5.0, "audio": 5.5}, 0),
+    "vp8-audio-late-no-rtcp": ("vp8", "audio", None, 0),
+    "vp8-audio-drifts": ("vp8", "audio", {"video": 5.0, "audio": 5.5}, 0.002),
 }
 
 
@@ -61,10 +62,13 @@ class LateForwarder:
     """Forwards one stream from a sender to the recorder's RTP/RTCP port pair. Drops the RTP that arrives within
     late_s of the stream's first packet (the stream starts late); holds back the sender's RTCP until release_s
     after that first packet and then passes on the last report it held and everything after it (release_s None:
-    no RTCP ever). Datagrams from the recorder itself (its receiver reports and feedback) are not echoed back."""
+    no RTCP ever). With drift, each sender report after the first one passed on claims a sender time later by
+    drift times the time since that first one (the stream's RTP clock runs slow by that much). Datagrams from the
+    recorder itself (its receiver reports and feedback) are not echoed back."""
 
-    def __init__(self, to_port, late_s, release_s):
-        self.to_port, self.late_s, self.release_s = to_port, late_s, release_s
+    def __init__(self, to_port, late_s, release_s, drift=0):
+        self.to_port, self.late_s, self.release_s, self.drift = to_port, late_s, release_s, drift
+        self.first_ntp = None
         self.port = free_udp_pairs(1)[0]
         self.rtp, self.rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
         self.rtp.bind(("127.0.0.1", self.port))
@@ -85,7 +89,7 @@ class LateForwarder:
             ready, _, _ = select.select([self.rtp, self.rtcp], [], [], 0.05)
             now = time.monotonic()
             if self.held and self.released(now):
-                self.rtcp.sendto(self.held, ("127.0.0.1", self.to_port + 1))
+                self.pass_rtcp(self.held)
                 self.held = None
             for sock in ready:
                 data, source = sock.recvfrom(65536)
@@ -99,10 +103,18 @@ class LateForwarder:
                         self.forwarded += 1
                         self.rtp.sendto(data, ("127.0.0.1", self.to_port))
                 elif self.released(now):
-                    self.rtcp.sendto(data, ("127.0.0.1", self.to_port + 1))
+                    self.pass_rtcp(data)
                 else:
                     self.withheld += 1
                     self.held = data
+
+    def pass_rtcp(self, data):
+        if data[1] == 200 and len(data) >= 28:  # a sender report first: its NTP time is at bytes 8-16
+            ntp = int.from_bytes(data[8:16], "big")
+            self.first_ntp = self.first_ntp or ntp
+            moved = ntp + int((ntp - self.first_ntp) * self.drift)
+            data = data[:8] + moved.to_bytes(8, "big") + data[16:]
+        self.rtcp.sendto(data, ("127.0.0.1", self.to_port + 1))
 
     def close(self):
         self.done.set()
@@ -133,13 +145,14 @@ def runs(stack, module_db, module_workers, tmp_path_factory):
     files = {codec: tmp / f"probe-{codec}.mkv" for codec in ("vp8", "h264")}
     for codec, path in files.items():
         encode_probe(path, codec)
-    recs = {name: Recording(stack, module_db, module_workers, codec) for name, (codec, _, _) in SCENARIOS.items()}
+    recs = {name: Recording(stack, module_db, module_workers, codec) for name, (codec, *_) in SCENARIOS.items()}
     forwarders, senders = [], []
     try:
         for name, rec in recs.items():
-            _, late, release = SCENARIOS[name]
+            _, late, release, drift = SCENARIOS[name]
             rec.start_worker()
-            rec.forwarders = {kind: LateForwarder(port, LATE_S if kind == late else 0, release and release[kind])
+            rec.forwarders = {kind: LateForwarder(port, LATE_S if kind == late else 0, release and release[kind],
+                                                  drift if kind == "audio" else 0)
                               for kind, port in (("video", rec.vport), ("audio", rec.aport))}
             forwarders.extend(rec.forwarders.values())
         for rec in recs.values():
@@ -165,9 +178,20 @@ def runs(stack, module_db, module_workers, tmp_path_factory):
     return recs
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+def lip_sync(src):
+    """flash - click (s) of each probe from the late stream's start on, checking that every probe has both."""
+    # (silencedetect also ends a silence at the end of the file)
+    flashes = [t for t in flash_times(src) if LATE_S <= t < SECONDS - PERIOD / 2]
+    clicks = [t for t in click_times(src) if LATE_S <= t < SECONDS - PERIOD / 2]
+    probes = len(range(math.ceil(LATE_S / PERIOD) * PERIOD, SECONDS, PERIOD))
+    offsets = pair_offsets(flashes, clicks)
+    assert len(flashes) == probes and len(clicks) == probes and len(offsets) == probes, (flashes, clicks)
+    return flashes, offsets
+
+
+@pytest.mark.parametrize("name", [name for name, (*_, drift) in SCENARIOS.items() if not drift])
 def test_late_stream_and_late_sender_report_stay_in_sync(runs, name):
-    codec, late, release = SCENARIOS[name]
+    codec, late, release, _ = SCENARIOS[name]
     rec = runs[name]
     # The scenario happened: the late stream lost its first 1.5 s, and the sender's first report was held back.
     fwd = rec.forwarders
@@ -191,13 +215,8 @@ def test_late_stream_and_late_sender_report_stay_in_sync(runs, name):
         assert video[0][0] <= frame, video[:3]
 
     # Lip sync at every probe from the late stream's start on, the first seconds included.
-    # (silencedetect also ends a silence at the end of the file)
-    flashes = [t for t in flash_times(src) if LATE_S <= t < SECONDS - PERIOD / 2]
-    clicks = [t for t in click_times(src) if LATE_S <= t < SECONDS - PERIOD / 2]
-    probes = len(range(math.ceil(LATE_S / PERIOD) * PERIOD, SECONDS, PERIOD))
-    offsets = pair_offsets(flashes, clicks)
+    _, offsets = lip_sync(src)
     print(f"{name}: flash - click over {len(offsets)} probes: {[round(o * 1000) for o in offsets]} ms")
-    assert len(flashes) == probes and len(clicks) == probes and len(offsets) == probes, (flashes, clicks)
     assert max(abs(o) for o in offsets) <= 0.040, f"flash - click: {[round(o * 1000) for o in offsets]} ms"
 
     # No timestamp jump: video frames follow each other one frame apart (at most one missing), the audio has no
@@ -208,3 +227,24 @@ def test_late_stream_and_late_sender_report_stay_in_sync(runs, name):
     assert -0.001 <= min(gaps) and max(gaps) <= 0.021, (min(gaps), max(gaps))
     assert abs(audio[-1][1] - video[-1][1]) <= frame, (audio[-1], video[-1])
     assert decode_errors(src) == ""
+
+
+def test_later_sender_reports_are_followed(runs):
+    """The audio's reports after its first claim that its RTP clock runs 0.2 % slow against the sender's clock:
+    the recorder follows them (as it would real drift), so the clicks move later against the flashes by 0.2 % of
+    the time since the first report, report by report (every ~5 s; ffmpeg's first report passed is at ~5 s)."""
+    name = "vp8-audio-drifts"
+    drift = SCENARIOS[name][3]
+    rec = runs[name]
+    assert rec.stopped_row["state"] == "succeeded" and rec.stopped_row["status"] == "processing", rec.stopped_row
+    src = rec.folder / "source.mkv"
+    flashes, offsets = lip_sync(src)
+    print(f"{name}: flash - click over {len(offsets)} probes: {[round(o * 1000) for o in offsets]} ms")
+    base = [o for t, o in zip(flashes, offsets) if t < 9.5]
+    assert base and max(abs(o) for o in base) <= 0.040, offsets
+    base = sum(base) / len(base)
+    # A probe at t follows the last report before it, sent at t - 5 s .. t, and that report's claim is drift times
+    # its time since the first one (~5 s).
+    for t, o in zip(flashes, offsets):
+        assert base - drift * max(0, t - 4.5) - 0.004 <= o <= base - drift * max(0, t - 10.5) + 0.004, (t, o, offsets)
+    assert offsets[-1] <= base - drift * 25, offsets
