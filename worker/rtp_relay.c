@@ -1,4 +1,5 @@
-/* rtp_relay.c: binds an SDP's RTP/RTCP ports, counts loss and jitter per stream, forwards to loopback for libavformat. */
+/* rtp_relay.c: binds an SDP's RTP/RTCP ports, counts loss and jitter per stream, forwards to loopback for libavformat,
+ * and sends the sender RTCP feedback: receiver reports, generic NACKs and PLIs. */
 #include "rtp_relay.h"
 
 #include <arpa/inet.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,9 +20,27 @@
 #define MAX_RELAYED 8
 #define RCVBUF_BYTES 4194304 /* as libavformat asks for its own sockets: a burst of a keyframe must fit */
 #define MAX_DROPOUT 3000     /* RFC 3550 A.1 */
-#define MAX_MISORDER 100
+#define MAX_MISORDER 500 /* RFC 3550 A.1 says 100; a retransmission comes later, and libavformat
+			  * takes it up to its reorder_queue_size (record.c: 500) behind */
 #define SEQ_MOD 65536
 #define PIN_NS 2000000000LL /* see send_pin() */
+
+/* Feedback timings (RFC 3550 6.4.2, RFC 4585 6.2.1 and 6.3.1), all from when the gap was seen, which is when
+ * libavformat starts to wait: it holds the packets after a gap for max_delay (record.c: 0.5 s) and then goes on
+ * without the missing one. The first NACK goes at once: on loopback and a LAN nothing is reordered by more than
+ * a packet or two, and waiting would only eat into the 0.5 s. It is asked for again every 100 ms (a round trip
+ * across a continent, well above one to the SFU next door) up to 4 times, so the last ask at 300 ms still
+ * leaves 200 ms for the retransmission to arrive. At 500 ms the packet is given up on, as libavformat does. */
+#define REPORT_INTERVAL_NS 1000000000LL /* a receiver report a second: mediasoup's stats and RTT follow it */
+#define NACK_INTERVAL_NS 100000000LL
+#define NACK_ASKS 4
+#define GIVE_UP_NS 500000000LL
+#define PLI_INTERVAL_NS 1000000000LL /* at most one keyframe request a second: a keyframe is many packets */
+/* Sequence numbers waiting for a retransmission, per stream. A bigger gap is an outage, not a loss to repair
+ * packet by packet: it is given up at once (a PLI asks for a fresh picture instead). */
+#define MAX_MISSING 256
+#define MAX_NACK_GAP 128
+#define FEEDBACK_BYTES 1500 /* RR 32 + SDES 32 + NACK 12 + 4 per entry (at most MAX_MISSING) + PLI 12 */
 
 /* RFC 3550 A.1 per-source sequence state, plus A.8 jitter. */
 struct seq_state {
@@ -34,6 +54,14 @@ struct seq_state {
 	bool have_transit;
 	uint32_t last_transit;
 	double jitter; /* in clock units */
+	int64_t expected_prior, received_prior; /* at the last receiver report (RFC 3550 A.3) */
+};
+
+/* A sequence number seen missing and not yet given up. */
+struct missing {
+	uint16_t seq;
+	int asks;
+	int64_t seen_ns, next_ask_ns;
 };
 
 /* A sender report as it arrived. */
@@ -46,12 +74,15 @@ struct report_seen {
 struct relay_stream {
 	int in_rtp, in_rtcp;   /* bound to the SDP's port and port+1; -1 when this m= line is not relayed */
 	/* On 127.0.0.1, what libavformat receives from. Nothing comes back on them: libavformat 5.1's sdp demuxer
-	 * sends no RTCP at all (no receiver report, NACK or PLI; checked with strace), so there is no feedback
-	 * to carry to the sender. */
+	 * sends no RTCP at all (no receiver report, NACK or PLI; checked with strace), so the relay sends the
+	 * feedback itself, from in_rtcp. */
 	int out_rtp, out_rtcp;
 	struct sockaddr_in local_rtp, local_rtcp; /* where libavformat listens */
 	int pt;			 /* the m= line's first payload type: the one counted */
 	uint32_t clock_rate;
+	bool video;
+	bool avpf;	    /* the m= line's profile is RTP/AVPF (or SAVPF): feedback may be sent */
+	bool nack, pli;	    /* and a=rtcp-fb offers generic NACK / PLI for pt */
 	/* under the relay's lock: */
 	struct seq_state seq;
 	bool have_packet;	    /* the current SSRC's first packet: */
@@ -60,6 +91,13 @@ struct relay_stream {
 	/* The first and the latest sender report of the SSRC that sent the latest one. Kept whatever the SSRC,
 	 * because ffmpeg (and others) send a report before their first RTP packet. */
 	struct report_seen first_sr, last_sr;
+	/* Where feedback goes: the source of the sender's RTCP, or before any, its RTP source's port+1. */
+	struct sockaddr_in sender_rtcp;
+	bool have_sender_rtcp, from_rtcp;
+	struct missing missing[MAX_MISSING]; /* in the order seen, so in sequence order */
+	int n_missing;
+	bool pli_wanted;
+	int64_t next_report_ns, last_pli_ns;
 };
 
 struct rtp_relay {
@@ -69,6 +107,8 @@ struct rtp_relay {
 	bool thread_started;
 	atomic_bool stop;
 	pthread_mutex_t lock;
+	uint32_t ssrc; /* ours, in the feedback */
+	char cname[32];
 	atomic_bool pin;  /* rtp_relay_pin_timestamps() was called: the sender's RTCP is kept from libavformat */
 	uint64_t pin_ntp; /* the NTP time of the relay's own reports */
 };
@@ -96,6 +136,8 @@ static void seq_restart(struct seq_state *s, uint16_t seq)
 	s->cycles = 0;
 	s->received = 0;
 	s->have_transit = false;
+	s->expected_prior = 0;
+	s->received_prior = 0;
 }
 
 static uint32_t read32(const uint8_t *p)
@@ -123,10 +165,37 @@ int rtcp_find_sender_report(const uint8_t *buf, size_t len, struct rtcp_sender_r
 	return 0;
 }
 
+static int64_t seq_expected(const struct seq_state *s)
+{
+	return (int64_t)s->cycles + s->max_seq - s->base_seq + 1;
+}
+
 static int64_t seq_lost(const struct seq_state *s)
 {
-	int64_t expected = (int64_t)s->cycles + s->max_seq - s->base_seq + 1;
-	return expected - s->received;
+	return seq_expected(s) - s->received;
+}
+
+/* A gap before seq: `count` packets after the highest one seen. Asked for with NACKs when the SDP offers them
+ * and the gap is small enough to repair, else given up at once. */
+static void note_gap(struct relay_stream *st, uint16_t first, uint32_t count, int64_t now)
+{
+	if (!st->nack || count > MAX_NACK_GAP || st->n_missing + (int)count > MAX_MISSING) {
+		st->pli_wanted = st->pli;
+		return;
+	}
+	for (uint32_t i = 0; i < count; i++)
+		st->missing[st->n_missing++] = (struct missing){.seq = (uint16_t)(first + i), .seen_ns = now, .next_ask_ns = now};
+}
+
+/* A late packet arrived: if it was asked for, it is not missing any more. */
+static void note_late(struct relay_stream *st, uint16_t seq)
+{
+	for (int i = 0; i < st->n_missing; i++)
+		if (st->missing[i].seq == seq) {
+			memmove(&st->missing[i], &st->missing[i + 1], (size_t)(st->n_missing - i - 1) * sizeof st->missing[0]);
+			st->n_missing--;
+			return;
+		}
 }
 
 /* Counts one RTP packet of the stream's payload type (RFC 3550 A.1 without probation, A.8 jitter). */
@@ -144,12 +213,15 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 		s->started = true;
 		s->ssrc = ssrc;
 		seq_restart(s, seq);
+		st->n_missing = 0;
 		st->have_packet = true;
 		st->first_rtp_timestamp = ts;
 		st->first_arrival_ns = arrival_ns;
 	} else {
 		uint16_t udelta = (uint16_t)(seq - s->max_seq);
 		if (udelta < MAX_DROPOUT) {
+			if (udelta > 1)
+				note_gap(st, (uint16_t)(s->max_seq + 1), udelta - 1u, arrival_ns);
 			if (seq < s->max_seq)
 				s->cycles += SEQ_MOD;
 			s->max_seq = seq;
@@ -159,11 +231,19 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 				s->received_before += s->received;
 				s->lost_before += seq_lost(s) > 0 ? seq_lost(s) : 0;
 				seq_restart(s, seq);
+				st->n_missing = 0;
 			} else {
 				s->bad_seq = (uint32_t)(seq + 1) & (SEQ_MOD - 1);
 				return;
 			}
-		} /* else a duplicate or a late packet: counted as received, as the RFC does */
+		} else {
+			/* a duplicate or a late packet (a retransmission): counted as received, as the RFC does, so
+			 * that a repaired loss is no loss; its transit holds a round trip and our wait, which is not
+			 * the network's jitter, so it is left out of that */
+			s->received++;
+			note_late(st, seq);
+			return;
+		}
 	}
 	s->received++;
 	/* transit in clock units; its differences are what matter, so wrapping arithmetic is right */
@@ -231,8 +311,10 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			char bytes[CMSG_SPACE(sizeof(struct timespec))];
 			struct cmsghdr align;
 		} control;
+		struct sockaddr_in from;
 		struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
-		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof control};
+		struct msghdr msg = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1,
+				     .msg_control = &control, .msg_controllen = sizeof control};
 		ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
 		if (n < 0)
 			return; /* EAGAIN, or an ICMP error from an earlier send: nothing to do either way */
@@ -240,6 +322,11 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			if (n >= 12 && (buf[0] >> 6) == 2 && (buf[1] & 0x7f) == st->pt) {
 				pthread_mutex_lock(&relay->lock);
 				count_packet(st, buf, arrival_ns(&msg));
+				if (!st->from_rtcp && from.sin_family == AF_INET) {
+					st->sender_rtcp = from;
+					st->sender_rtcp.sin_port = htons((uint16_t)(ntohs(from.sin_port) + 1));
+					st->have_sender_rtcp = true;
+				}
 				pthread_mutex_unlock(&relay->lock);
 			}
 			if (atomic_load(&relay->pin))
@@ -248,14 +335,19 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 		} else {
 			struct rtcp_sender_report sr;
 			bool found = rtcp_find_sender_report(buf, (size_t)n, &sr);
+			pthread_mutex_lock(&relay->lock);
 			if (found) {
 				struct report_seen seen = {.valid = true, .sr = sr, .arrival_ns = arrival_ns(&msg)};
-				pthread_mutex_lock(&relay->lock);
 				if (!st->last_sr.valid || st->last_sr.sr.ssrc != sr.ssrc)
 					st->first_sr = seen;
 				st->last_sr = seen;
-				pthread_mutex_unlock(&relay->lock);
 			}
+			/* only what looks like RTCP (version 2, a type of RFC 3550 or 4585) moves where feedback goes */
+			if (from.sin_family == AF_INET && n >= 8 && (buf[0] >> 6) == 2 && buf[1] >= 200 && buf[1] <= 206) {
+				st->sender_rtcp = from;
+				st->have_sender_rtcp = st->from_rtcp = true;
+			}
+			pthread_mutex_unlock(&relay->lock);
 			/* the sender's reports: libavformat maps timestamps through them */
 			if (!atomic_load(&relay->pin))
 				sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
@@ -263,6 +355,156 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 				send_moved_report(relay, st, &sr);
 		}
 	}
+}
+
+static uint8_t *put16(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v)
+{
+	return put16(put16(p, v >> 16), v & 0xffff);
+}
+
+/* An RTCP header at p (RFC 3550 6.1) for a packet of `words` 32-bit words after it; returns past it. */
+static uint8_t *rtcp_header(uint8_t *p, int count_or_fmt, int pt, size_t words)
+{
+	p[0] = (uint8_t)(0x80 | count_or_fmt);
+	p[1] = (uint8_t)pt;
+	return put16(p + 2, (uint32_t)words);
+}
+
+/* A receiver report with one block for the stream's sender (RFC 3550 6.4.2, A.3) and an SDES with our CNAME. */
+static uint8_t *write_report(const struct rtp_relay *relay, struct relay_stream *st, int64_t now, uint8_t *p)
+{
+	struct seq_state *s = &st->seq;
+	int64_t expected = seq_expected(s), lost = expected - s->received;
+	int64_t expected_interval = expected - s->expected_prior, lost_interval = expected_interval - (s->received - s->received_prior);
+	s->expected_prior = expected;
+	s->received_prior = s->received;
+	uint32_t fraction = expected_interval > 0 && lost_interval > 0 ? (uint32_t)((lost_interval << 8) / expected_interval) : 0;
+	/* cumulative lost is a signed 24-bit field: a duplicate can make it negative */
+	lost = lost > 0x7fffff ? 0x7fffff : lost < -0x800000 ? -0x800000 : lost;
+	uint32_t lsr = 0, dlsr = 0;
+	if (st->last_sr.valid && st->last_sr.sr.ssrc == s->ssrc) {
+		lsr = (uint32_t)(st->last_sr.sr.ntp >> 16);
+		int64_t delay = now - st->last_sr.arrival_ns;
+		dlsr = delay > 0 ? (uint32_t)(delay * 65536 / 1000000000) : 0;
+	}
+	p = rtcp_header(p, 1, 201, 7);
+	p = put32(p, relay->ssrc);
+	p = put32(p, s->ssrc);
+	p = put32(p, fraction << 24 | ((uint32_t)lost & 0xffffff));
+	p = put32(p, s->cycles + s->max_seq);
+	p = put32(p, (uint32_t)s->jitter);
+	p = put32(p, lsr);
+	p = put32(p, dlsr);
+	/* SDES: one chunk, CNAME, then the null octets that end the item list and pad it to a word */
+	size_t len = strlen(relay->cname), words = (4 + 2 + len + 4) / 4;
+	p = rtcp_header(p, 1, 202, words);
+	uint8_t *chunk = p;
+	p = put32(p, relay->ssrc);
+	*p++ = 1;
+	*p++ = (uint8_t)len;
+	memcpy(p, relay->cname, len);
+	memset(p + len, 0, words * 4 - 6 - len);
+	return chunk + words * 4;
+}
+
+/* A generic NACK (RFC 4585 6.2.1) for the missing packets due to be asked for, or nothing; each entry is a
+ * PID and a bitmask of the 16 packets after it. */
+static uint8_t *write_nack(const struct rtp_relay *relay, struct relay_stream *st, int64_t now, uint8_t *p)
+{
+	uint8_t *start = p, *fci = p + 12, *entry = NULL;
+	uint16_t pid = 0, blp = 0;
+	for (int i = 0; i < st->n_missing; i++) {
+		struct missing *m = &st->missing[i];
+		if (m->asks >= NACK_ASKS || m->next_ask_ns > now)
+			continue;
+		m->asks++;
+		m->next_ask_ns = now + NACK_INTERVAL_NS;
+		uint16_t after = (uint16_t)(m->seq - pid - 1);
+		if (entry && after < 16) {
+			blp |= (uint16_t)(1u << after);
+			put16(entry + 2, blp);
+			continue;
+		}
+		entry = fci;
+		pid = m->seq;
+		blp = 0;
+		put16(entry, pid);
+		put16(entry + 2, 0);
+		fci += 4;
+	}
+	if (!entry)
+		return start;
+	p = rtcp_header(p, 1, 205, (size_t)(fci - start) / 4 - 1);
+	p = put32(p, relay->ssrc);
+	put32(p, st->seq.ssrc);
+	return fci;
+}
+
+/* Builds into buf (FEEDBACK_BYTES) what is due on stream st at `now`: a compound packet of a receiver report
+ * and SDES, and a NACK and a PLI when they are due. Returns its length, 0 when nothing is due. Under the lock. */
+static size_t feedback_due(const struct rtp_relay *relay, struct relay_stream *st, int64_t now, uint8_t *buf)
+{
+	if (!st->seq.started || !st->have_sender_rtcp)
+		return 0;
+	/* what waited longer than libavformat does is given up */
+	int kept = 0;
+	for (int i = 0; i < st->n_missing; i++) {
+		if (now - st->missing[i].seen_ns >= GIVE_UP_NS)
+			st->pli_wanted = st->pli;
+		else
+			st->missing[kept++] = st->missing[i];
+	}
+	st->n_missing = kept;
+	bool nack_due = false, pli_due = st->pli_wanted && now - st->last_pli_ns >= PLI_INTERVAL_NS;
+	for (int i = 0; i < st->n_missing && !nack_due; i++)
+		nack_due = st->missing[i].asks < NACK_ASKS && st->missing[i].next_ask_ns <= now;
+	if (!nack_due && !pli_due && now < st->next_report_ns)
+		return 0;
+	/* RFC 4585 3.1: feedback goes in a compound packet that starts with a report */
+	uint8_t *p = write_report(relay, st, now, buf);
+	st->next_report_ns = now + REPORT_INTERVAL_NS;
+	p = write_nack(relay, st, now, p);
+	if (pli_due) {
+		p = rtcp_header(p, 1, 206, 2);
+		p = put32(p, relay->ssrc);
+		p = put32(p, st->seq.ssrc);
+		st->pli_wanted = false;
+		st->last_pli_ns = now;
+	}
+	return (size_t)(p - buf);
+}
+
+/* Sends each stream's feedback that is due. Returns the poll timeout until the next could be: short while a
+ * packet is missing or a PLI waits, so that asks go out on time. */
+static int send_feedback(struct rtp_relay *relay)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts); /* the clock of the arrival times, which the timings count from */
+	int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	int timeout_ms = 100;
+	for (int i = 0; i < relay->n_streams; i++) {
+		struct relay_stream *st = &relay->streams[i];
+		if (st->in_rtcp < 0)
+			continue;
+		uint8_t buf[FEEDBACK_BYTES];
+		pthread_mutex_lock(&relay->lock);
+		size_t len = feedback_due(relay, st, now, buf);
+		struct sockaddr_in to = st->sender_rtcp;
+		if (st->n_missing > 0 || st->pli_wanted)
+			timeout_ms = 10;
+		pthread_mutex_unlock(&relay->lock);
+		/* a send that fails (the sender gone, a full buffer) is not retried: the next report follows */
+		if (len > 0)
+			sendto(st->in_rtcp, buf, len, 0, (struct sockaddr *)&to, sizeof to);
+	}
+	return timeout_ms;
 }
 
 static void *relay_thread(void *arg)
@@ -281,13 +523,15 @@ static void *relay_thread(void *arg)
 			owner[n++] = st;
 		}
 	}
-	/* The timeout only bounds how long a stop waits. */
+	/* The timeout bounds how long a stop waits and how late feedback is. */
+	int timeout_ms = 100;
 	while (!atomic_load(&relay->stop)) {
-		if (poll(fds, (nfds_t)n, 100) < 0 && errno != EINTR)
+		if (poll(fds, (nfds_t)n, timeout_ms) < 0 && errno != EINTR)
 			break;
 		for (int i = 0; i < n; i++)
 			if (fds[i].revents & POLLIN)
 				pump(relay, owner[i], fds[i].fd);
+		timeout_ms = send_feedback(relay);
 	}
 	return NULL;
 }
@@ -394,7 +638,7 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 			end++;
 		char text[512];
 		snprintf(text, sizeof text, "%.*s", (int)(len < sizeof text ? len : sizeof text - 1), line);
-		char media[16], rest[400];
+		char media[16], rest[400], proto[32], fb_pt[16], fb[64];
 		int port, pt, rate, n;
 		char written[600];
 		const char *emit = NULL; /* a rewritten line, else the line as it is */
@@ -412,11 +656,15 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 				const char *after = text + n;
 				after += strcspn(after, " "); /* past a "/count" after the port */
 				snprintf(rest, sizeof rest, "%s", after);
-				if (port > 0 && port < 65535 && sscanf(rest, " %*s %d", &pt) == 1) {
+				if (port > 0 && port < 65535 && sscanf(rest, " %31s %d", proto, &pt) == 2) {
 					if (open_stream(st, port, busy_port, &cur_port) < 0)
 						goto fail;
 					st->pt = pt;
 					st->clock_rate = !strcmp(media, "audio") ? 8000 : 90000; /* without an rtpmap: static types */
+					st->video = !strcmp(media, "video");
+					/* RTP/AVPF, RTP/SAVPF, UDP/TLS/RTP/SAVPF: the profiles with feedback (RFC 4585, 5124) */
+					size_t plen = strlen(proto);
+					st->avpf = plen >= 4 && !strcmp(proto + plen - 3, "VPF");
 					cur = st;
 					snprintf(written, sizeof written, "m=%s %d%s", media, cur_port, rest);
 					emit = written;
@@ -429,6 +677,15 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 			emit = written;
 		} else if (cur && sscanf(text, "a=rtpmap:%d %*[^/]/%d", &pt, &rate) == 2 && pt == cur->pt && rate > 0) {
 			cur->clock_rate = (uint32_t)rate;
+		} else if (cur && cur->avpf && sscanf(text, "a=rtcp-fb:%15s %63[^\n]", fb_pt, fb) == 2 &&
+			   (!strcmp(fb_pt, "*") || (sscanf(fb_pt, "%d%n", &pt, &n) == 1 && !fb_pt[n] && pt == cur->pt))) {
+			/* RFC 4585 4.2: "nack" alone is the generic NACK, "nack pli" the picture loss indication */
+			char word[16], param[16];
+			int words = sscanf(fb, "%15s %15s", word, param);
+			if (words == 1 && !strcmp(word, "nack"))
+				cur->nack = true;
+			else if (words == 2 && !strcmp(word, "nack") && !strcmp(param, "pli"))
+				cur->pli = cur->video;
 		}
 		size_t add = emit ? strlen(emit) + (end - len) : end;
 		if (used + add + 1 > cap) {
@@ -445,6 +702,10 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 		line += end;
 	}
 	out[used] = '\0';
+	/* RFC 3550 8.1: a random SSRC; the CNAME only has to be unique with it (RFC 7022) */
+	if (getrandom(&relay->ssrc, sizeof relay->ssrc, 0) != sizeof relay->ssrc)
+		relay->ssrc = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
+	snprintf(relay->cname, sizeof relay->cname, "vtp-recorder-%08x", relay->ssrc);
 	atomic_init(&relay->stop, false);
 	atomic_init(&relay->pin, false);
 	if ((errno = pthread_create(&relay->thread, NULL, relay_thread, relay)) != 0)

@@ -267,6 +267,105 @@ static void test_the_stream_clock_pairs_the_first_packet_and_report(void **state
 	close(tx);
 }
 
+/* A sender's pair of sockets on loopback ports P and P+1, as the relay expects them (RTCP on RTP's port+1). */
+static void sender_pair(int *rtp, int *rtcp)
+{
+	int port = free_pair();
+	assert_true(port > 0);
+	*rtp = bound_loopback(port);
+	*rtcp = bound_loopback(port + 1);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Gaps in a video stream whose SDP offers nack and nack pli: each compound the relay sends back to the sender's
+ * RTCP port starts with a receiver report for the sender's SSRC and an SDES; the NACKs name exactly the missing
+ * packets (across the sequence wrap, with a PID and a bitmask), a few times at most; once they are
+ * given up, one PLI follows. */
+static void test_gaps_are_nacked_then_given_up_with_a_pli(void **state)
+{
+	(void)state;
+	int port = free_pair();
+	assert_true(port > 0);
+	char sdp[512];
+	snprintf(sdp, sizeof sdp,
+		 "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVPF 96\r\na=rtpmap:96 VP8/90000\r\n"
+		 "a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n",
+		 port);
+	char *local = NULL;
+	int busy = 0, tx, tx_rtcp;
+	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
+	assert_non_null(relay);
+	sender_pair(&tx, &tx_rtcp);
+	uint8_t pkt[40], got[1500];
+	for (int i = 0; i < 12; i++) {
+		uint16_t seq = (uint16_t)(65530 + i);
+		if (seq == 65533 || seq == 1 || seq == 2 || seq == 3)
+			continue;
+		rtp_packet(pkt, 96, seq, 3000u * (uint32_t)i);
+		send_to(tx, port, pkt, sizeof pkt);
+	}
+	static int named[65536]; /* how often each sequence number was asked for */
+	int plis = 0, masked = 0; /* entries that name more than their PID */
+	ssize_t n;
+	while (plis == 0 && (n = recv_within(tx_rtcp, got, sizeof got)) > 0) {
+		assert_true(n >= 8 + 24 + 12);
+		assert_int_equal(got[0], 0x81); /* RR, one block */
+		assert_int_equal(got[1], 201);
+		uint32_t own = get32(got + 4);
+		assert_int_equal(get32(got + 8), 0x12345678);
+		assert_int_equal(got[33], 202); /* SDES */
+		assert_int_equal(get32(got + 36), own);
+		size_t at = 32 + ((size_t)(got[34] << 8 | got[35]) + 1) * 4;
+		while (at + 12 <= (size_t)n) {
+			const uint8_t *p = got + at;
+			size_t size = ((size_t)(p[2] << 8 | p[3]) + 1) * 4;
+			assert_true(at + size <= (size_t)n);
+			assert_int_equal(get32(p + 4), own);
+			assert_int_equal(get32(p + 8), 0x12345678);
+			if (p[1] == 205 && (p[0] & 0x1f) == 1) {
+				for (size_t f = 12; f < size; f += 4) {
+					uint16_t pid = (uint16_t)(p[f] << 8 | p[f + 1]), blp = (uint16_t)(p[f + 2] << 8 | p[f + 3]);
+					named[pid]++;
+					masked += blp != 0;
+					for (int b = 0; b < 16; b++)
+						if (blp >> b & 1)
+							named[(uint16_t)(pid + 1 + b)]++;
+				}
+			} else {
+				assert_int_equal(p[1], 206); /* else only a PLI */
+				assert_int_equal(p[0] & 0x1f, 1);
+				assert_int_equal(size, 12);
+				plis++;
+			}
+			at += size;
+		}
+		assert_int_equal(at, (size_t)n);
+	}
+	assert_int_equal(plis, 1);
+	assert_true(masked >= 1);
+	for (int seq = 0; seq < 65536; seq++) {
+		bool missing = seq == 65533 || seq == 1 || seq == 2 || seq == 3;
+		assert_true(missing ? named[seq] >= 1 && named[seq] <= 4 : named[seq] == 0);
+	}
+	struct rtp_stream_stats st;
+	assert_int_equal(rtp_relay_stats(relay, 0, &st), 0);
+	assert_int_equal(st.lost, 4);
+	/* a retransmission that comes after all is counted: the loss falls back */
+	rtp_packet(pkt, 96, 65533, 9000);
+	send_to(tx, port, pkt, sizeof pkt);
+	for (int i = 0; i < 2000 && rtp_relay_stats(relay, 0, &st) == 0 && st.received < 9; i++)
+		usleep(1000);
+	assert_int_equal(st.lost, 3);
+	rtp_relay_stop(relay);
+	free(local);
+	close(tx);
+	close(tx_rtcp);
+}
+
 /* A port of the SDP that is taken (the RTCP one here) is named. */
 static void test_a_port_in_use_is_named(void **state)
 {
@@ -296,6 +395,7 @@ int main(void)
 		cmocka_unit_test(test_a_port_in_use_is_named),
 		cmocka_unit_test(test_sender_report_parsing),
 		cmocka_unit_test(test_the_stream_clock_pairs_the_first_packet_and_report),
+		cmocka_unit_test(test_gaps_are_nacked_then_given_up_with_a_pli),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
