@@ -39,6 +39,13 @@
  * arrives later but is timed earlier (its encoder ran ahead, or RTCP put it there) is kept, not dropped.
  * The join moves the earliest packet to 0. */
 #define LEAD_US 2000000
+/* Source type sdp: how long the first packets wait for every stream's first RTCP sender report before the streams
+ * are placed by when their first packets arrived instead. mediasoup reports a consumer's stream every 1 s (video) or
+ * 5 s (audio), times a random 0.5..1.5: an audio-only transport's first report can take 7.5 s. A crash within this
+ * wait loses what waits; a stop or handover writes it. */
+#define SYNC_WAIT_NS 8000000000LL
+#define SYNC_WAIT_PACKETS 8192		 /* 8 s of 2.5 Mb/s video and its audio fit well within these */
+#define SYNC_WAIT_BYTES (32 * 1024 * 1024)
 
 /* Why capture ended. */
 enum end_reason { END_STOP, END_MAX, END_INACTIVE, END_SOURCE };
@@ -60,6 +67,14 @@ struct recorder {
 	struct rtp_relay *relay; /* source type sdp: what binds the SDP's ports and counts loss and jitter */
 	int video;	 /* input index of the video stream, -1 */
 	int64_t t0;	 /* first packet's dts (µs): the recording's zero */
+	/* Source type sdp: where each stream's first packet is on the sender's clock, from its first sender report
+	 * (see place_streams()); until that is known, what is read waits in `waiting`, in the order it was read. */
+	bool placed;
+	int64_t offset_us[MAX_STREAMS]; /* added to a stream's timestamps */
+	int64_t first_read_ns[MAX_STREAMS]; /* CLOCK_REALTIME when a stream's first packet was read, 0 */
+	AVPacket **waiting; /* SYNC_WAIT_PACKETS entries once allocated */
+	int n_waiting;
+	int64_t waiting_bytes;
 	int64_t last_dts[MAX_STREAMS];
 	AVPacket *held[MAX_STREAMS]; /* a stream's first packet, until a timestamp for it is known */
 	int map[MAX_STREAMS]; /* input stream -> output stream, -1: not recorded */
@@ -390,7 +405,7 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 		if (w < 0)
 			return -1;
 	}
-	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q);
+	int64_t us = av_rescale_q(ts, ist->time_base, AV_TIME_BASE_Q) + r->offset_us[si];
 	if (r->t0 == AV_NOPTS_VALUE)
 		r->t0 = us;
 	us -= r->t0;
@@ -418,7 +433,9 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 	}
 	if (r->part_started_us < 0)
 		r->part_started_us = us;
-	int64_t pts_us = pkt->pts != AV_NOPTS_VALUE ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) - r->t0 : us;
+	int64_t pts_us = pkt->pts != AV_NOPTS_VALUE
+				 ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) + r->offset_us[si] - r->t0
+				 : us;
 	int64_t dur_us = pkt->duration > 0 ? av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q) : 0;
 	if (us + dur_us > r->end_us)
 		r->end_us = us + dur_us;
@@ -437,6 +454,117 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 		r->dropped[si]++; /* a packet the muxer refused; the recording goes on */
 	}
 	return 0;
+}
+
+static int64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* An NTP timestamp (RFC 3550 4: seconds since 1900 in 32.32 fixed point) in µs since 1970. */
+static int64_t ntp_us(uint64_t ntp)
+{
+	return ((int64_t)(ntp >> 32) - 2208988800LL) * 1000000 + (int64_t)(((ntp & 0xffffffffu) * 1000000) >> 32);
+}
+
+/* Places the recorded streams of an SDP source on one clock, the sender's. The relay pins each stream's timestamps
+ * to count from its own first packet (rtp_relay_pin_timestamps: libavformat never sees the sender's reports, which
+ * would move a stream's timestamps by the streams' start offset when the first one came after the first packets).
+ * A stream's first packet is placed where its first sender report puts it (RFC 3550 6.4.1: the report's NTP time
+ * and the RTP timestamp that goes with it); a stream without one, where its first packet arrived, moved onto the
+ * sender's clock by how much later than their sender times the reported streams' first packets arrived (network
+ * delay and the two clocks' difference; nothing when no stream has a report). The earliest stream starts at 0.
+ * Returns false, placing nothing, while a report is missing and the wait is not over (unless `now`). */
+static bool place_streams(struct recorder *r, bool now)
+{
+	int64_t start[MAX_STREAMS] = {0}, arrival[MAX_STREAMS] = {0}; /* µs */
+	bool reported[MAX_STREAMS] = {0}, all = true;
+	int64_t skew = INT64_MAX, earliest = INT64_MAX, t_now = realtime_ns();
+	for (unsigned i = 0; i < r->in->nb_streams && i < MAX_STREAMS; i++) {
+		if (r->map[i] < 0)
+			continue;
+		AVStream *st = r->in->streams[i];
+		struct rtp_stream_clock c;
+		bool counted = rtp_relay_clock(r->relay, st->id, &c) == 0 && c.have_packet;
+		arrival[i] = (counted ? c.first_arrival_ns : r->first_read_ns[i] ? r->first_read_ns[i] : t_now) / 1000;
+		earliest = FFMIN(earliest, arrival[i]);
+		reported[i] = counted && c.have_report;
+		all = all && reported[i];
+		if (reported[i]) {
+			start[i] = ntp_us(c.report_ntp) + av_rescale_q((int32_t)(c.first_rtp_timestamp - c.report_rtp_timestamp),
+								       st->time_base, AV_TIME_BASE_Q);
+			skew = FFMIN(skew, arrival[i] - start[i]);
+		}
+	}
+	if (!all && !now && t_now - earliest * 1000 < SYNC_WAIT_NS && r->n_waiting < SYNC_WAIT_PACKETS &&
+	    r->waiting_bytes < SYNC_WAIT_BYTES)
+		return false;
+	if (skew == INT64_MAX)
+		skew = 0;
+	int64_t zero = INT64_MAX;
+	for (unsigned i = 0; i < r->in->nb_streams && i < MAX_STREAMS; i++)
+		if (r->map[i] >= 0) {
+			if (!reported[i])
+				start[i] = arrival[i] - skew;
+			zero = FFMIN(zero, start[i]);
+		}
+	char said[256] = "";
+	size_t used = 0;
+	for (unsigned i = 0; i < r->in->nb_streams && i < MAX_STREAMS; i++)
+		if (r->map[i] >= 0) {
+			r->offset_us[i] = start[i] - zero;
+			int n = snprintf(said + used, sizeof said - used, "%s stream %u at %.3f s (%s)", used ? "," : "", i,
+					 (double)r->offset_us[i] / 1e6, reported[i] ? "sender report" : "arrival");
+			if (n > 0 && (size_t)n < sizeof said - used)
+				used += (size_t)n;
+		}
+	log_info("recording %s: placed on the sender's clock:%s", r->job->recording_id, said);
+	r->t0 = 0;
+	r->placed = true;
+	return true;
+}
+
+/* Records what waited for the streams' placement, in the order it was read, and frees it.
+ * Returns 0, or -1 after job_error() (the rest is freed unrecorded). */
+static int record_waiting(struct recorder *r)
+{
+	int ret = 0;
+	for (int i = 0; i < r->n_waiting; i++) {
+		if (ret == 0 && record_packet(r, r->waiting[i]) < 0)
+			ret = -1;
+		av_packet_free(&r->waiting[i]);
+	}
+	r->n_waiting = 0;
+	r->waiting_bytes = 0;
+	return ret;
+}
+
+/* Records a packet that was read, or, while an SDP source's streams wait for their placement, keeps it (its data
+ * moves into `waiting`; record_waiting() frees it). Returns 0, or -1 after job_error(). */
+static int take_packet(struct recorder *r, AVPacket *pkt)
+{
+	unsigned si = (unsigned)pkt->stream_index;
+	if (si < MAX_STREAMS && !r->first_read_ns[si])
+		r->first_read_ns[si] = realtime_ns();
+	if (!r->relay || r->placed)
+		return record_packet(r, pkt);
+	if (!place_streams(r, false)) {
+		AVPacket *kept = NULL;
+		if (!r->waiting)
+			r->waiting = av_calloc(SYNC_WAIT_PACKETS, sizeof *r->waiting);
+		if (r->waiting && (kept = av_packet_alloc()) != NULL) {
+			av_packet_move_ref(kept, pkt);
+			r->waiting[r->n_waiting++] = kept;
+			r->waiting_bytes += kept->size;
+			return 0;
+		}
+		place_streams(r, true); /* no memory to wait in: placed now rather than lost */
+	}
+	if (record_waiting(r) < 0)
+		return -1;
+	return record_packet(r, pkt);
 }
 
 static bool max_reached(const struct recorder *r, int64_t now)
@@ -500,6 +628,7 @@ static int open_source(struct recorder *r, const AVIOInterruptCB *interrupt)
 				job_error(r->job, "cannot bind the ports named in the SDP: %s", strerror(errno));
 			return -1;
 		}
+		rtp_relay_pin_timestamps(r->relay); /* the streams are placed by place_streams() */
 		sdp_path = storage_path(r->cfg, r->job->recording_id, "source.sdp");
 		FILE *f = sdp_path ? fopen(sdp_path, "we") : NULL;
 		if (!f || fputs(local_sdp, f) < 0 || fclose(f) != 0) {
@@ -977,7 +1106,7 @@ int record_run(struct job *job)
 				if (!r.first_packet)
 					r.first_packet = now;
 				announce_recording(&r);
-				int w = record_packet(&r, pkt);
+				int w = take_packet(&r, pkt);
 				av_packet_unref(pkt);
 				if (w < 0)
 					goto out;
@@ -1012,6 +1141,9 @@ int record_run(struct job *job)
 				break;
 			}
 		}
+		/* What still waits for a sender report is placed without it and written. */
+		if (r.relay && !r.placed && r.in && place_streams(&r, true) && record_waiting(&r) < 0)
+			goto out;
 		/* The final counts stay in the job's progress_detail: the last report may be a while old (a quiet
 		 * source leaves av_read_frame() waiting for up to 10 s). */
 		if (r.first_packet)
@@ -1060,6 +1192,9 @@ int record_run(struct job *job)
 out:
 	for (int i = 0; i < MAX_STREAMS; i++)
 		av_packet_free(&r.held[i]);
+	for (int i = 0; i < r.n_waiting; i++)
+		av_packet_free(&r.waiting[i]);
+	av_freep(&r.waiting);
 	if (r.part.out)
 		part_close(&r);
 	if (r.in)

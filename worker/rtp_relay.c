@@ -25,6 +25,7 @@
  * gap, which is 500 numbers behind the newest at 1000 packets a second, more than our video sends. */
 #define MAX_MISORDER 500
 #define SEQ_MOD 65536
+#define PIN_NS 2000000000LL /* see send_pin() */
 
 /* Feedback timings (RFC 3550 6.4.2, RFC 4585 6.2.1 and 6.3.1), all from when the gap was seen, which is when
  * libavformat starts to wait: it holds the packets after a gap for max_delay (record.c: 0.5 s) and then goes on
@@ -116,6 +117,8 @@ struct rtp_relay {
 	pthread_mutex_t lock;
 	uint32_t ssrc; /* ours, in the feedback */
 	char cname[32];
+	atomic_bool pin;  /* rtp_relay_pin_timestamps() was called: the sender's RTCP is kept from libavformat */
+	uint64_t pin_ntp; /* the NTP time of the relay's own reports */
 };
 
 /* When the kernel received the datagram (SO_TIMESTAMPNS), so that jitter is the network's and not how late
@@ -286,6 +289,51 @@ static void count_packet(struct relay_stream *st, const uint8_t *p, int64_t arri
 	s->have_transit = true;
 }
 
+/* Sends libavformat a sender report of the relay's own (RFC 3550 6.4.1, without counts) on st's RTCP port. */
+static void send_report(struct relay_stream *st, uint32_t ssrc, uint64_t ntp, uint32_t rtp_timestamp)
+{
+	uint32_t fields[] = {0x80c80006, ssrc, (uint32_t)(ntp >> 32), (uint32_t)ntp, rtp_timestamp, 0, 0};
+	uint8_t sr[sizeof fields];
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		for (int b = 0; b < 4; b++)
+			sr[i * 4 + (size_t)b] = (uint8_t)(fields[i] >> (24 - 8 * b));
+	sendto(st->out_rtcp, sr, sizeof sr, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+}
+
+/* rtp_relay_pin_timestamps(): a report of the relay's own goes to libavformat ahead of each of a stream's packets
+ * of its first PIN_NS, saying that the relay's NTP time pin_ntp is the stream's first packet's RTP timestamp.
+ * libavformat (rtpdec.c finalize_packet, rtsp.c) then gives every stream's packets their RTP timestamp minus the
+ * stream's first packet's: all streams have the same NTP time, so none is moved onto another's. Ahead of each
+ * packet, not only the first, because libavformat binds its sockets after the relay starts and what it receives
+ * before a report is timed from another origin; it reads RTCP before RTP, so one ahead is enough. */
+static void send_pin(struct rtp_relay *relay, struct relay_stream *st, int64_t arrival)
+{
+	pthread_mutex_lock(&relay->lock);
+	bool due = st->have_packet && arrival - st->first_arrival_ns < PIN_NS;
+	uint32_t ssrc = st->seq.ssrc, first = st->first_rtp_timestamp;
+	pthread_mutex_unlock(&relay->lock);
+	if (due)
+		send_report(st, ssrc, relay->pin_ntp, first);
+}
+
+/* rtp_relay_pin_timestamps(): the sender's reports after its first, moved onto the pinned timeline, so that
+ * libavformat follows the sender's clock as the stream's RTP clock drifts against it. The stream's first packet
+ * is at F on the sender's clock (from its first report) and at pin_ntp pinned, so a report of sender time N
+ * goes on as pin_ntp + (N - F), with its RTP timestamp. Consistent with the pin: where the sender's clock and the
+ * RTP clock agree, libavformat's timestamps do not change. */
+static void send_moved_report(struct rtp_relay *relay, struct relay_stream *st, const struct rtcp_sender_report *sr)
+{
+	pthread_mutex_lock(&relay->lock);
+	bool usable = st->have_packet && st->first_sr.valid && st->first_sr.sr.ssrc == st->seq.ssrc &&
+		      sr->ssrc == st->seq.ssrc;
+	/* F - the first report's NTP time, in 32.32: the RTP ticks between them, in whole and part seconds */
+	int64_t ticks = (int32_t)(st->first_rtp_timestamp - st->first_sr.sr.rtp_timestamp), rate = st->clock_rate;
+	uint64_t first = st->first_sr.sr.ntp + (uint64_t)((ticks / rate) * 4294967296LL + (ticks % rate) * 4294967296LL / rate);
+	pthread_mutex_unlock(&relay->lock);
+	if (usable)
+		send_report(st, sr->ssrc, relay->pin_ntp + (sr->ntp - first), sr->rtp_timestamp);
+}
+
 /* Reads what is waiting on fd (at most a few datagrams, so no socket starves the others) and hands each on. */
 static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 {
@@ -322,6 +370,8 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 				}
 			}
 			pthread_mutex_unlock(&relay->lock);
+			if (atomic_load(&relay->pin))
+				send_pin(relay, st, arrival_ns(&msg));
 			sendto(st->out_rtp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtp, sizeof st->local_rtp);
 		} else {
 			struct rtcp_sender_report sr;
@@ -341,7 +391,10 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			}
 			pthread_mutex_unlock(&relay->lock);
 			/* the sender's reports: libavformat maps timestamps through them */
-			sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+			if (!atomic_load(&relay->pin))
+				sendto(st->out_rtcp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtcp, sizeof st->local_rtcp);
+			else if (found)
+				send_moved_report(relay, st, &sr);
 		}
 	}
 }
@@ -711,6 +764,7 @@ struct rtp_relay *rtp_relay_start(const char *sdp, char **local_sdp, int *busy_p
 		relay->ssrc = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16;
 	snprintf(relay->cname, sizeof relay->cname, "vtp-recorder-%08x", relay->ssrc);
 	atomic_init(&relay->stop, false);
+	atomic_init(&relay->pin, false);
 	if ((errno = pthread_create(&relay->thread, NULL, relay_thread, relay)) != 0)
 		goto fail;
 	relay->thread_started = true;
@@ -767,6 +821,14 @@ int rtp_relay_clock(struct rtp_relay *relay, int id, struct rtp_stream_clock *ou
 	}
 	pthread_mutex_unlock(&relay->lock);
 	return 0;
+}
+
+void rtp_relay_pin_timestamps(struct rtp_relay *relay)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	relay->pin_ntp = (uint64_t)(ts.tv_sec + 2208988800LL) << 32 | ((uint64_t)ts.tv_nsec << 32) / 1000000000;
+	atomic_store(&relay->pin, true);
 }
 
 void rtp_relay_stop(struct rtp_relay *relay)

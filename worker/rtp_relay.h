@@ -54,6 +54,12 @@ struct rtcp_sender_report {
  * packet that is malformed (wrong version, or a length past the end). */
 int rtcp_find_sender_report(const uint8_t *buf, size_t len, struct rtcp_sender_report *out);
 
+/* From now on the sender's RTCP is kept from libavformat, and each stream's timestamps are pinned instead (by
+ * sender reports of the relay's own, see rtp_relay.c): libavformat's pts of a stream count from its first packet
+ * (rtp_relay_clock's first_rtp_timestamp), whenever the sender's first report comes. Call it before libavformat
+ * opens the loopback ports. */
+void rtp_relay_pin_timestamps(struct rtp_relay *relay);
+
 /* Stops the thread, closes the sockets and frees the relay; NULL is fine. */
 void rtp_relay_stop(struct rtp_relay *relay);
 
