@@ -786,11 +786,6 @@ static int fill_silence(AVFormatContext *out, int o, const struct silence *s, in
 	return 0;
 }
 
-/* Joins the parts, in order, into STORAGE_PATH/<id>/source.mkv (written under a temporary name and renamed).
- * A part whose timestamps start over (a retry after a crash) is placed after the previous one. Adds the
- * gaps to note. Where an audio stream has no packets (a muted microphone sends nothing, or starts later than
- * the camera), silent frames are written, so that audio and video end within one frame of each other.
- * Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
 struct fsync_call {
 	int fd, ret, err;
 };
@@ -827,6 +822,11 @@ static int fsync_saying_so(struct job *job, int fd)
 	return c.ret;
 }
 
+/* Joins the parts, in order, into STORAGE_PATH/<id>/source.mkv (written under a temporary name and renamed).
+ * A part whose timestamps start over (a retry after a crash) is placed after the previous one. Adds the
+ * gaps to note. Where an audio stream has no packets (a muted microphone sends nothing, or starts later than
+ * the camera), silent frames are written, so that audio and video end within one frame of each other.
+ * Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
 static int join_parts(struct recorder *r, double *duration_s, int64_t *size, char *note, size_t note_size)
 {
 	AVFormatContext *out = NULL;
