@@ -25,7 +25,7 @@
  * gap, which is 500 numbers behind the newest at 1000 packets a second, more than our video sends. */
 #define MAX_MISORDER 500
 #define SEQ_MOD 65536
-#define PIN_NS 2000000000LL /* see send_pin() */
+#define PIN_NS 2000000000LL /* see pin_due() */
 
 /* Feedback timings (RFC 3550 6.4.2, RFC 4585 6.2.1 and 6.3.1), all from when the gap was seen, which is when
  * libavformat starts to wait: it holds the packets after a gap for max_delay (record.c: 0.5 s) and then goes on
@@ -306,14 +306,9 @@ static void send_report(struct relay_stream *st, uint32_t ssrc, uint64_t ntp, ui
  * stream's first packet's: all streams have the same NTP time, so none is moved onto another's. Ahead of each
  * packet, not only the first, because libavformat binds its sockets after the relay starts and what it receives
  * before a report is timed from another origin; it reads RTCP before RTP, so one ahead is enough. */
-static void send_pin(struct rtp_relay *relay, struct relay_stream *st, int64_t arrival)
+static bool pin_due(const struct relay_stream *st, int64_t arrival)
 {
-	pthread_mutex_lock(&relay->lock);
-	bool due = st->have_packet && arrival - st->first_arrival_ns < PIN_NS;
-	uint32_t ssrc = st->seq.ssrc, first = st->first_rtp_timestamp;
-	pthread_mutex_unlock(&relay->lock);
-	if (due)
-		send_report(st, ssrc, relay->pin_ntp, first);
+	return st->have_packet && arrival - st->first_arrival_ns < PIN_NS;
 }
 
 /* rtp_relay_pin_timestamps(): the sender's reports after its first, moved onto the pinned timeline, so that
@@ -352,12 +347,13 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			return; /* EAGAIN, or an ICMP error from an earlier send: nothing to do either way */
 		if (fd == st->in_rtp) {
 			int pt = buf[1] & 0x7f;
+			int64_t arrival = arrival_ns(&msg);
 			pthread_mutex_lock(&relay->lock);
 			/* RTCP types 200-204 read as RTP types 72-76 (RFC 5761 4): never the sender's media */
 			bool counted = n >= 12 && (buf[0] >> 6) == 2 && (pt < 72 || pt > 76) &&
 				       (pt == st->pt || (st->seq.started && read32(buf + 8) == st->seq.ssrc));
 			if (counted) {
-				count_packet(st, buf, arrival_ns(&msg), mono_ns());
+				count_packet(st, buf, arrival, mono_ns());
 				if (from.sin_family == AF_INET) {
 					st->rtp_source_ip = from.sin_addr.s_addr;
 					st->have_rtp_source = true;
@@ -369,9 +365,12 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 					st->have_sender_rtcp = true;
 				}
 			}
+			/* what the pin needs, read under the lock already held for the count (this runs per packet) */
+			bool pin = atomic_load(&relay->pin) && pin_due(st, arrival);
+			uint32_t pin_ssrc = st->seq.ssrc, pin_first = st->first_rtp_timestamp;
 			pthread_mutex_unlock(&relay->lock);
-			if (atomic_load(&relay->pin))
-				send_pin(relay, st, arrival_ns(&msg));
+			if (pin)
+				send_report(st, pin_ssrc, relay->pin_ntp, pin_first);
 			sendto(st->out_rtp, buf, (size_t)n, 0, (struct sockaddr *)&st->local_rtp, sizeof st->local_rtp);
 		} else {
 			struct rtcp_sender_report sr;

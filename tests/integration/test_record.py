@@ -546,40 +546,60 @@ def test_rtsp_push_to_a_listening_recorder(stack, db, workers):
                       f"rtsp://127.0.0.1:{port}/live/class"], ["h264", "opus"])
 
 
-class DroppingForwarder:
-    """A UDP forwarder between a sender and the recorder's RTP/RTCP port pair that drops every `every`-th RTP
-    datagram (a real network fault on loopback) and passes RTCP on."""
+class PortPairForwarder:
+    """A UDP forwarder between a sender and the recorder's RTP/RTCP port pair (to_port, to_port + 1), listening on
+    a free pair of its own (self.port, self.port + 1). A thread hands every datagram to
+    on_datagram(sock, data, source, now) (sock: self.rtp or self.rtcp) and calls on_tick(now) at least every
+    `interval` s, until close(). A subclass sets its own state, then calls this __init__, which starts the thread."""
 
-    def __init__(self, to_port, every):
-        self.to_port, self.every = to_port, every
+    def __init__(self, to_port, interval=0.1):
+        self.to_port, self.interval = to_port, interval
         self.port = free_udp_pairs(1)[0]
         self.rtp, self.rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
         self.rtp.bind(("127.0.0.1", self.port))
         self.rtcp.bind(("127.0.0.1", self.port + 1))
-        self.forwarded = self.dropped = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
     def run(self):
         while not self.done.is_set():
-            ready, _, _ = select.select([self.rtp, self.rtcp], [], [], 0.1)
+            ready, _, _ = select.select([self.rtp, self.rtcp], [], [], self.interval)
+            self.on_tick(time.monotonic())
             for sock in ready:
-                data = sock.recv(65536)
-                if sock is self.rtp:
-                    if (self.forwarded + self.dropped + 1) % self.every == 0:
-                        self.dropped += 1
-                    else:
-                        self.forwarded += 1
-                        self.rtp.sendto(data, ("127.0.0.1", self.to_port))
-                else:
-                    self.rtcp.sendto(data, ("127.0.0.1", self.to_port + 1))
+                data, source = sock.recvfrom(65536)
+                self.on_datagram(sock, data, source, time.monotonic())
+
+    def on_tick(self, now):
+        pass
+
+    def on_datagram(self, sock, data, source, now):
+        raise NotImplementedError
 
     def close(self):
         self.done.set()
         self.thread.join()
         self.rtp.close()
         self.rtcp.close()
+
+
+class DroppingForwarder(PortPairForwarder):
+    """Drops every `every`-th RTP datagram on the way to the recorder (a real network fault on loopback) and
+    passes RTCP on."""
+
+    def __init__(self, to_port, every):
+        self.every = every
+        self.forwarded = self.dropped = 0
+        super().__init__(to_port)
+
+    def on_datagram(self, sock, data, source, now):
+        if sock is not self.rtp:
+            self.rtcp.sendto(data, ("127.0.0.1", self.to_port + 1))
+        elif (self.forwarded + self.dropped + 1) % self.every == 0:
+            self.dropped += 1
+        else:
+            self.forwarded += 1
+            self.rtp.sendto(data, ("127.0.0.1", self.to_port))
 
 
 def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):

@@ -13,17 +13,14 @@ microphone the recorder writes silence from 0, as for any microphone that starts
 offset shows in where its clicks are)."""
 
 import math
-import select
-import socket
 import subprocess
-import threading
 import time
 from types import SimpleNamespace
 
 import psycopg2
 import pytest
 
-from test_record import FFMPEG_LOG, Recording, decode_errors, ffprobe_duration, free_udp_pairs, stream_packets
+from test_record import FFMPEG_LOG, PortPairForwarder, Recording, decode_errors, ffprobe_duration, stream_packets
 from test_record_long import click_times, flash_times, pair_offsets, send_file
 from test_worker import Workers
 
@@ -58,7 +55,7 @@ def encode_probe(path, video):
                     "-frame_duration", "20", "-f", "matroska", str(path)], check=True, capture_output=True, timeout=300)
 
 
-class LateForwarder:
+class LateForwarder(PortPairForwarder):
     """Forwards one stream from a sender to the recorder's RTP/RTCP port pair. Drops the RTP that arrives within
     late_s of the stream's first packet (the stream starts late); holds back the sender's RTCP until release_s
     after that first packet and then passes on the last report it held and everything after it (release_s None:
@@ -67,46 +64,36 @@ class LateForwarder:
     recorder itself (its receiver reports and feedback) are not echoed back."""
 
     def __init__(self, to_port, late_s, release_s, drift=0):
-        self.to_port, self.late_s, self.release_s, self.drift = to_port, late_s, release_s, drift
+        self.late_s, self.release_s, self.drift = late_s, release_s, drift
         self.first_ntp = None
-        self.port = free_udp_pairs(1)[0]
-        self.rtp, self.rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-        self.rtp.bind(("127.0.0.1", self.port))
-        self.rtcp.bind(("127.0.0.1", self.port + 1))
         self.first = None  # time.monotonic() of the first RTP packet
         self.dropped = self.forwarded = self.withheld = 0
         self.held = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(to_port, interval=0.05)
 
     def released(self, now):
         return self.release_s is not None and self.first is not None and now - self.first >= self.release_s
 
-    def run(self):
-        recorder = (self.to_port, self.to_port + 1)
-        while not self.done.is_set():
-            ready, _, _ = select.select([self.rtp, self.rtcp], [], [], 0.05)
-            now = time.monotonic()
-            if self.held and self.released(now):
-                self.pass_rtcp(self.held)
-                self.held = None
-            for sock in ready:
-                data, source = sock.recvfrom(65536)
-                if source[1] in recorder:
-                    continue
-                if sock is self.rtp:
-                    self.first = self.first or now
-                    if now - self.first < self.late_s:
-                        self.dropped += 1
-                    else:
-                        self.forwarded += 1
-                        self.rtp.sendto(data, ("127.0.0.1", self.to_port))
-                elif self.released(now):
-                    self.pass_rtcp(data)
-                else:
-                    self.withheld += 1
-                    self.held = data
+    def on_tick(self, now):
+        if self.held and self.released(now):
+            self.pass_rtcp(self.held)
+            self.held = None
+
+    def on_datagram(self, sock, data, source, now):
+        if source[1] in (self.to_port, self.to_port + 1):
+            return
+        if sock is self.rtp:
+            self.first = self.first or now
+            if now - self.first < self.late_s:
+                self.dropped += 1
+            else:
+                self.forwarded += 1
+                self.rtp.sendto(data, ("127.0.0.1", self.to_port))
+        elif self.released(now):
+            self.pass_rtcp(data)
+        else:
+            self.withheld += 1
+            self.held = data
 
     def pass_rtcp(self, data):
         if data[1] == 200 and len(data) >= 28:  # a sender report first: its NTP time is at bytes 8-16
@@ -115,12 +102,6 @@ class LateForwarder:
             moved = ntp + int((ntp - self.first_ntp) * self.drift)
             data = data[:8] + moved.to_bytes(8, "big") + data[16:]
         self.rtcp.sendto(data, ("127.0.0.1", self.to_port + 1))
-
-    def close(self):
-        self.done.set()
-        self.thread.join()
-        self.rtp.close()
-        self.rtcp.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,12 @@ every frame that was sent; a drop that is never retransmitted is asked for a few
 with a PLI (6.3.1). With an SDP without rtcp-fb, no NACK or PLI is sent, but receiver reports are (RFC 3550
 6.4.2), and their fields are checked against what the forwarder saw."""
 
-import select
-import socket
 import struct
 import subprocess
 import threading
 import time
 
-from test_record import Recording, decode_errors, free_udp_pairs, sdp_for, sender, workers  # noqa: F401 (a fixture)
+from test_record import PortPairForwarder, Recording, decode_errors, free_udp_pairs, sdp_for, sender, workers  # noqa: F401 (a fixture)
 from test_worker import poll
 
 
@@ -41,18 +39,14 @@ def nacked(fci):
     return seqs
 
 
-class FeedbackForwarder:
+class FeedbackForwarder(PortPairForwarder):
     """Between the video sender and the recorder's RTP/RTCP ports: drops the RTP datagrams whose index (0 for
     the first) is in `drop`, keeps them by sequence number, and sends one again when a NACK names it, unless its
     index is in `refuse`. The sender's RTCP is passed on; the recorder's feedback, which comes back to this
     forwarder's RTCP port, is kept with its arrival time."""
 
     def __init__(self, to_port, drop=(), refuse=()):
-        self.to_port, self.drop, self.refuse = to_port, set(drop), set(refuse)
-        self.port = free_udp_pairs(1)[0]
-        self.rtp, self.rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-        self.rtp.bind(("127.0.0.1", self.port))
-        self.rtcp.bind(("127.0.0.1", self.port + 1))
+        self.drop, self.refuse = set(drop), set(refuse)
         self.index = 0
         self.kept = {}  # seq -> (index, datagram) of the dropped ones
         self.dropped, self.resent = [], []  # sequence numbers
@@ -62,29 +56,22 @@ class FeedbackForwarder:
         self.reports = []  # (time forwarded, NTP timestamp) of each sender report passed on
         self.feedback = []  # (time received, [(pt, fmt, body)])
         self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(to_port)
 
-    def run(self):
+    def on_datagram(self, sock, data, source, now):
         recorder_rtcp = ("127.0.0.1", self.to_port + 1)
-        while not self.done.is_set():
-            ready, _, _ = select.select([self.rtp, self.rtcp], [], [], 0.1)
-            for sock in ready:
-                data, source = sock.recvfrom(65536)
-                now = time.monotonic()
-                with self.lock:
-                    if sock is self.rtp:
-                        self.rtp_from_sender(data)
-                    elif source == recorder_rtcp:
-                        packets = rtcp_packets(data)
-                        self.feedback.append((now, packets))
-                        self.answer(packets)
-                    else:
-                        for pt, _, body in rtcp_packets(data):
-                            if pt == 200:
-                                self.reports.append((now, struct.unpack_from("!Q", body, 4)[0]))
-                        self.rtcp.sendto(data, recorder_rtcp)
+        with self.lock:
+            if sock is self.rtp:
+                self.rtp_from_sender(data)
+            elif source == recorder_rtcp:
+                packets = rtcp_packets(data)
+                self.feedback.append((now, packets))
+                self.answer(packets)
+            else:
+                for pt, _, body in rtcp_packets(data):
+                    if pt == 200:
+                        self.reports.append((now, struct.unpack_from("!Q", body, 4)[0]))
+                self.rtcp.sendto(data, recorder_rtcp)
 
     def rtp_from_sender(self, data):
         seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
@@ -113,12 +100,6 @@ class FeedbackForwarder:
         with self.lock:
             return [(t, struct.unpack_from("!I", body)[0], body) for t, packets in self.feedback
                     for p, f, body in packets if p == pt and (fmt is None or f == fmt)]
-
-    def close(self):
-        self.done.set()
-        self.thread.join()
-        self.rtp.close()
-        self.rtcp.close()
 
 
 def video_frames(path):
