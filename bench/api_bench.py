@@ -28,7 +28,8 @@ request (from /proc: vtp-api or the responder, nginx's workers, vtp-api's Postgr
 unlike req/s on a shared machine, it hardly depends on what else runs.
 
 Usage: /usr/bin/python3 bench/api_bench.py [--seconds S] [--connections N] [--rss] [--rss-requests N]
-[--callgrind N [--callgrind-keep DIR]] [--build DIR] [--only get,list,progress,segment] [--repeat N]. Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
+[--callgrind N [--callgrind-keep DIR]] [--build DIR] [--only get,list,progress,segment] [--repeat N]
+[--minimal-closes-at-once] (the baseline closes connections as vtp-api does: see fcgi/main.c). Targets (issue 9): GET /recordings/{id} >= 50 % of the minimal responder with p99 <= 10 ms;
 segment path >= 80 % of static nginx; RSS after 1,000,000 requests within 10 % of RSS after 1,000.
 """
 
@@ -164,7 +165,7 @@ def prepare_recordings(stack, token, workdir):
     return rid, parts.path + "?" + parts.query, files[0], mparts.path + "?" + mparts.query
 
 
-def add_baselines(stack, build, bodies):
+def add_baselines(stack, build, bodies, close_at_once=False):
     """Serves each body (name -> bytes) as a static file at /bench-static/<name> and through the minimal
     responder at /bench-min?b=N (N from 1, in the order given; b=0 answers 204) from the stack's nginx."""
     folder = stack.dir / "bench"
@@ -184,9 +185,10 @@ def add_baselines(stack, build, bodies):
     sock = stack.dir / "run" / "min.sock"
     ids = ["-u", "vtp", "-g", "vtp", "-U", "vtp", "-G", "vtp"] if os.geteuid() == 0 else []
     threads = stack.env.get("VTP_API_THREADS", "4")
+    env = dict(os.environ, MIN_RESPONDER_CLOSE_AT_ONCE="1") if close_at_once else None
     proc = subprocess.Popen(["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660", *ids, "--",
                              str(folder / "min_responder"), threads, *paths],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
     stack._stoppers.append(("min_responder", lambda: (proc.terminate(), proc.wait(10))))
     conf = stack.dir / "nginx" / "nginx.conf"
     text = conf.read_text()
@@ -229,6 +231,9 @@ def main():
     ap.add_argument("--perf", metavar="DIR", help="record `perf record -a -g` of the whole machine during each "
                     "vtp-api wrk run into DIR/<endpoint>.<n>.perf.data (for perf report --sort comm,dso,sym)")
     ap.add_argument("--repeat", type=int, default=1, help="measure each endpoint and its baselines this many times")
+    ap.add_argument("--minimal-closes-at-once", action="store_true",
+                    help="the minimal responder closes each connection as vtp-api does (FCGX_Detach when its "
+                         "stdin was read to the end) instead of libfcgi's lingering close")
     args = ap.parse_args()
     stack = start_stack(args.build)
     try:
@@ -285,6 +290,7 @@ def callgrind_total(stack, n, path, query, authorization, keep):
     sock = folder / "api.sock"
     out = folder / f"callgrind.{n}.{os.getpid()}.{time.monotonic_ns()}"
     ids = ["-u", "vtp", "-g", "vtp", "-U", "vtp", "-G", "vtp"] if os.geteuid() == 0 else []
+    env = dict(os.environ, MIN_RESPONDER_CLOSE_AT_ONCE="1") if close_at_once else None
     proc = subprocess.Popen(["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660", *ids, "--", "/usr/bin/valgrind",
                              "--tool=callgrind", f"--callgrind-out-file={out}", str(stack.bin_dir / "vtp-api")],
                             env=dict(stack.env, VTP_API_THREADS="1"), cwd=stack.dir, stdin=subprocess.DEVNULL,
@@ -342,7 +348,7 @@ def run(stack, args):
     list_body = requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).content
     assert len(requests.get(f"{base}/api/v1/recordings?limit=20", headers=hdr).json()["items"]) == 20
     bodies = {"get.json": get_body, "list.json": list_body, "segment.bin": seg_file.read_bytes(), "empty": b""}
-    min_pid = add_baselines(stack, args.build, bodies)
+    min_pid = add_baselines(stack, args.build, bodies, args.minimal_closes_at_once)
     cases = [  # short name, name, API URL, wrk options, body name, b= of the minimal responder
         ("get", "GET /recordings/{id}", f"{base}/api/v1/recordings/{rid}", {"headers": [auth]}, "get.json", 1),
         ("list", "GET /recordings?limit=20", f"{base}/api/v1/recordings?limit=20", {"headers": [auth]}, "list.json", 2),

@@ -9,6 +9,7 @@
  */
 #include <fcgiapp.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ static int slurp(const char *path, char **out, size_t *len)
 	return 0;
 }
 
+static bool close_at_once;
+
 static void answer(FCGX_Request *r)
 {
 	const char *query = FCGX_GetParam("QUERY_STRING", r->envp);
@@ -84,6 +87,11 @@ static void *serve(void *arg)
 		if (rc < 0)
 			break;
 		answer(&r);
+		/* With MIN_RESPONDER_CLOSE_AT_ONCE set, closes as vtp-api does (fcgi/main.c), to compare like
+		 * with like; by default libfcgi's own lingering close, as any libfcgi responder has it. */
+		char unread;
+		if (close_at_once && FCGX_GetStr(&unread, 1, r.in) == 0 && FCGX_GetError(r.in) == 0)
+			FCGX_Detach(&r);
 		FCGX_Finish_r(&r);
 	}
 	FCGX_Free(&r, 1);
@@ -106,6 +114,7 @@ int main(int argc, char **argv)
 			perror(argv[i]);
 			return 1;
 		}
+	close_at_once = getenv("MIN_RESPONDER_CLOSE_AT_ONCE") != NULL;
 	FCGX_Init();
 	pthread_t *ids = calloc((size_t)threads, sizeof *ids);
 	if (!ids)

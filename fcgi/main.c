@@ -148,7 +148,9 @@ static void *serve_fastcgi(void *unused)
 		 * the answer is read). When the request's stdin is read to its end nothing is left unread, so
 		 * the connection is closed at once and this thread takes the next request without that wait. */
 		char unread;
-		if (FCGX_GetStr(&unread, 1, request.in) == 0 && FCGX_GetError(request.in) == 0)
+		bool stdin_read = FCGX_GetStr(&unread, 1, request.in) == 0 && FCGX_GetError(request.in) == 0;
+		request.detached = 0; /* on a kept connection (FCGI_KEEP_CONN), left from an earlier request */
+		if (stdin_read)
 			FCGX_Detach(&request);
 		FCGX_Finish_r(&request);
 	}

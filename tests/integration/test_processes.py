@@ -207,3 +207,49 @@ def test_worker_waits_for_migrations_and_stops_on_sigterm(stack, fresh_db, tmp_p
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+def _api_on_own_socket(stack, tmp_path, threads="1"):
+    path = str(tmp_path / "api.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    api = subprocess.Popen([str(stack.build_dir / "vtp-api")], stdin=listener.fileno(),
+                           env=dict(stack.env, VTP_API_THREADS=threads),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener.close()
+    return path, api
+
+
+def _ask(path, method, body=b""):
+    """Sends one request over a new connection, reads its answer and then the connection's end (EOF), and
+    returns the answer and the still open socket."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(path)
+    client.sendall(fcgi_record(FCGI_BEGIN, struct.pack(">HB5x", 1, 0)) + fcgi_record(FCGI_PARAMS, fcgi_params({
+        "REQUEST_METHOD": method, "REQUEST_URI": "/health", "QUERY_STRING": "",
+        "CONTENT_LENGTH": str(len(body))})) + fcgi_record(FCGI_PARAMS, b""))
+    for at in range(0, len(body), 65535):
+        client.sendall(fcgi_record(FCGI_STDIN, body[at:at + 65535]))
+    client.sendall(fcgi_record(FCGI_STDIN, b""))
+    answer = fcgi_read_response(client)
+    while client.recv(65536):
+        pass
+    return answer, client
+
+
+def test_api_closes_a_connection_at_once_when_its_request_was_read(stack, tmp_path):
+    """A request read to its end (a body too: the router reads what a handler left): vtp-api closes the
+    connection at once, not after the web server closed its end (libfcgi's lingering close), so its thread
+    is free at once; a write of ours then finds the connection gone."""
+    path, api = _api_on_own_socket(stack, tmp_path)
+    try:
+        for method, body, status in (("GET", b"", "200"), ("POST", b"y" * 100_000, "405")):
+            answer, client = _ask(path, method, body)
+            assert answer.startswith(f"Status: {status}"), answer
+            with pytest.raises(BrokenPipeError):
+                client.sendall(b"x" * 16)
+            client.close()
+    finally:
+        api.kill()
+        api.wait()
