@@ -73,6 +73,7 @@ struct report_seen {
 	bool valid;
 	struct rtcp_sender_report sr;
 	int64_t arrival_ns;
+	uint32_t from_ip; /* network order */
 };
 
 struct relay_stream {
@@ -96,10 +97,14 @@ struct relay_stream {
 	/* The first and the latest sender report of the SSRC that sent the latest one. Kept whatever the SSRC,
 	 * because ffmpeg (and others) send a report before their first RTP packet. */
 	struct report_seen first_sr, last_sr;
-	/* Where feedback goes: the source of the sender's RTCP, or before any, its RTP source's port+1. Only
-	 * RTCP from the RTP source's address moves it, so that a forged datagram cannot point it elsewhere. */
-	uint32_t rtp_source_ip; /* network order; the latest counted packet's */
+	/* The sender is the address of the stream's first counted RTP packet: datagrams from any other address
+	 * (RTP or RTCP) are dropped and counted in foreign, so that nobody else's packets get into the recording
+	 * or move its counts, its clock or where feedback goes. A sender that moves to another address mid-stream
+	 * is not followed (a new recording is). */
+	uint32_t rtp_source_ip; /* network order */
 	bool have_rtp_source;
+	int64_t foreign;
+	/* Where feedback goes: the source of the sender's RTCP, or before any, its RTP source's port+1. */
 	struct sockaddr_in sender_rtcp;
 	bool have_sender_rtcp, from_rtcp;
 	struct missing missing[MAX_MISSING]; /* in the order seen, so in sequence order */
@@ -329,6 +334,24 @@ static void send_moved_report(struct rtp_relay *relay, struct relay_stream *st, 
 		send_report(st, sr->ssrc, relay->pin_ntp + (sr->ntp - first), sr->rtp_timestamp);
 }
 
+/* True when a datagram from `from` is not the stream's sender's (see rtp_source_ip). Under the relay's lock. */
+static bool from_elsewhere(const struct relay_stream *st, const struct sockaddr_in *from)
+{
+	return st->have_rtp_source && (from->sin_family != AF_INET || from->sin_addr.s_addr != st->rtp_source_ip);
+}
+
+/* Takes ip (network order) as the stream's sender, at its first counted packet; a sender report that came
+ * earlier from another address (a sender may report before its first packet) is forgotten. Under the lock. */
+static void take_sender(struct relay_stream *st, uint32_t ip)
+{
+	st->rtp_source_ip = ip;
+	st->have_rtp_source = true;
+	if (st->first_sr.valid && st->first_sr.from_ip != ip)
+		st->first_sr.valid = false;
+	if (st->last_sr.valid && st->last_sr.from_ip != ip)
+		st->last_sr.valid = false;
+}
+
 /* Reads what is waiting on fd (at most a few datagrams, so no socket starves the others) and hands each on. */
 static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 {
@@ -349,15 +372,18 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			int pt = buf[1] & 0x7f;
 			int64_t arrival = arrival_ns(&msg);
 			pthread_mutex_lock(&relay->lock);
+			if (from_elsewhere(st, &from)) {
+				st->foreign++;
+				pthread_mutex_unlock(&relay->lock);
+				continue;
+			}
 			/* RTCP types 200-204 read as RTP types 72-76 (RFC 5761 4): never the sender's media */
 			bool counted = n >= 12 && (buf[0] >> 6) == 2 && (pt < 72 || pt > 76) &&
 				       (pt == st->pt || (st->seq.started && read32(buf + 8) == st->seq.ssrc));
 			if (counted) {
 				count_packet(st, buf, arrival, mono_ns());
-				if (from.sin_family == AF_INET) {
-					st->rtp_source_ip = from.sin_addr.s_addr;
-					st->have_rtp_source = true;
-				}
+				if (!st->have_rtp_source && from.sin_family == AF_INET)
+					take_sender(st, from.sin_addr.s_addr);
 				/* port+1 of port 65535 would be port 0: wait for the sender's RTCP instead */
 				if (!st->from_rtcp && from.sin_family == AF_INET && ntohs(from.sin_port) < 65535) {
 					st->sender_rtcp = from;
@@ -376,15 +402,21 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			struct rtcp_sender_report sr;
 			bool found = rtcp_find_sender_report(buf, (size_t)n, &sr);
 			pthread_mutex_lock(&relay->lock);
+			if (from_elsewhere(st, &from)) {
+				st->foreign++;
+				pthread_mutex_unlock(&relay->lock);
+				continue;
+			}
 			if (found) {
-				struct report_seen seen = {.valid = true, .sr = sr, .arrival_ns = arrival_ns(&msg)};
+				struct report_seen seen = {.valid = true, .sr = sr, .arrival_ns = arrival_ns(&msg),
+							   .from_ip = from.sin_addr.s_addr};
 				if (!st->last_sr.valid || st->last_sr.sr.ssrc != sr.ssrc)
 					st->first_sr = seen;
 				st->last_sr = seen;
 			}
 			/* only what looks like RTCP (version 2, a type of RFC 3550 or 4585) moves where feedback goes */
 			if (from.sin_family == AF_INET && n >= 8 && (buf[0] >> 6) == 2 && buf[1] >= 200 && buf[1] <= 206 &&
-			    st->have_rtp_source && from.sin_addr.s_addr == st->rtp_source_ip) {
+			    st->have_rtp_source) {
 				st->sender_rtcp = from;
 				st->have_sender_rtcp = st->from_rtcp = true;
 			}
@@ -798,6 +830,7 @@ int rtp_relay_stats(struct rtp_relay *relay, int id, struct rtp_stream_stats *ou
 	out->duplicates = s->duplicates;
 	out->lost = s->lost_before + (lost > 0 ? lost : 0);
 	out->jitter_ms = st->clock_rate ? s->jitter * 1000.0 / st->clock_rate : 0;
+	out->foreign = st->foreign;
 	pthread_mutex_unlock(&relay->lock);
 	return 0;
 }

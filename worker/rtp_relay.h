@@ -13,6 +13,7 @@ struct rtp_stream_stats {
 	int64_t received;   /* RTP packets of the stream's sender (SSRC), of any payload type, each counted once */
 	int64_t lost;	    /* expected - received (RFC 3550 A.3), never below 0 */
 	int64_t duplicates; /* copies not counted: of a packet already received, or too late (given up on) */
+	int64_t foreign;    /* datagrams (RTP or RTCP) from an address other than the sender's, dropped */
 	double jitter_ms; /* interarrival jitter (RFC 3550 A.8) */
 	bool known;	  /* a packet has been received */
 };

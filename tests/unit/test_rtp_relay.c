@@ -592,6 +592,69 @@ static void test_feedback_follows_rtcp_only_from_the_rtp_source(void **state)
 	close(other);
 }
 
+/* The stream's sender is the address of its first packet: RTP and RTCP from another address (127.0.0.2 here,
+ * with the sender's own SSRC and payload type) are dropped and counted, not forwarded; a sender report that
+ * came from elsewhere before the first packet is forgotten, so it cannot set the stream's clock. */
+static void test_only_the_first_senders_address_is_relayed(void **state)
+{
+	(void)state;
+	int port = free_pair();
+	assert_true(port > 0);
+	char sdp[256];
+	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", port);
+	char *local = NULL;
+	int busy = 0, local_port = 0;
+	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
+	assert_non_null(relay);
+	assert_int_equal(sscanf(strstr(local, "m=video "), "m=video %d", &local_port), 1);
+	int rx = bound_loopback(local_port), rx_rtcp = bound_loopback(local_port + 1);
+	int tx = bound_on(INADDR_LOOPBACK), other = bound_on(0x7f000002);
+	uint8_t pkt[40], got[100], sr[28];
+
+	sender_report(sr, 0x12345678, 0x0000000580000000ULL, 1); /* before any packet: forwarded, kept for now */
+	send_to(other, port + 1, sr, sizeof sr);
+	assert_int_equal(recv_within(rx_rtcp, got, sizeof got), (ssize_t)sizeof sr);
+	rtp_packet(pkt, 96, 1, 3000);
+	send_to(tx, port, pkt, sizeof pkt);
+	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+	struct rtp_stream_clock clock;
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_true(clock.have_packet && !clock.have_report);
+
+	uint8_t forged[40];
+	rtp_packet(forged, 96, 2, 3100);
+	forged[12] = 0xee;
+	send_to(other, port, forged, sizeof forged);
+	sender_report(sr, 0x12345678, 0x0000000680000000ULL, 2);
+	send_to(other, port + 1, sr, sizeof sr);
+	/* the sender's own next packet and report are the next datagrams out: nothing of the other's came first */
+	rtp_packet(pkt, 96, 2, 3100);
+	send_to(tx, port, pkt, sizeof pkt);
+	assert_int_equal(recv_within(rx, got, sizeof got), (ssize_t)sizeof pkt);
+	assert_memory_equal(got, pkt, sizeof pkt);
+	sender_report(sr, 0x12345678, 0x0000000780000000ULL, 3000);
+	send_to(tx, port + 1, sr, sizeof sr);
+	assert_int_equal(recv_within(rx_rtcp, got, sizeof got), (ssize_t)sizeof sr);
+	assert_memory_equal(got, sr, sizeof sr);
+
+	struct rtp_stream_stats st;
+	assert_int_equal(rtp_relay_stats(relay, 0, &st), 0);
+	assert_int_equal(st.received, 2);
+	assert_int_equal(st.lost, 0);
+	assert_int_equal(st.foreign, 2);
+	assert_int_equal(rtp_relay_clock(relay, 0, &clock), 0);
+	assert_true(clock.have_report);
+	assert_true(clock.report_ntp == 0x0000000780000000ULL);
+	assert_int_equal(clock.report_rtp_timestamp, 3000);
+
+	rtp_relay_stop(relay);
+	free(local);
+	close(rx);
+	close(rx_rtcp);
+	close(tx);
+	close(other);
+}
+
 /* A port of the SDP that is taken (the RTCP one here) is named. */
 static void test_a_port_in_use_is_named(void **state)
 {
@@ -627,6 +690,7 @@ int main(void)
 		cmocka_unit_test(test_no_nack_when_rtx_is_negotiated),
 		cmocka_unit_test(test_without_nack_a_reorder_is_no_pli),
 		cmocka_unit_test(test_feedback_follows_rtcp_only_from_the_rtp_source),
+		cmocka_unit_test(test_only_the_first_senders_address_is_relayed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
