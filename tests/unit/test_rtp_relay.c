@@ -203,21 +203,31 @@ static void test_sender_report_parsing(void **state)
 	assert_int_equal(rtcp_find_sender_report(buf, 36, &sr), 0);
 }
 
+/* A relay of one VP8 m= line (RTP/AVP) on a free port pair *port; *rx and *rx_rtcp are bound where it forwards
+ * to (where libavformat would listen), *local is its rewritten SDP (the caller frees it). */
+static struct rtp_relay *video_relay(int *port, char **local, int *rx, int *rx_rtcp)
+{
+	*port = free_pair();
+	assert_true(*port > 0);
+	char sdp[256];
+	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", *port);
+	int busy = 0, local_port = 0;
+	struct rtp_relay *relay = rtp_relay_start(sdp, local, &busy);
+	assert_non_null(relay);
+	assert_int_equal(sscanf(strstr(*local, "m=video "), "m=video %d", &local_port), 1);
+	*rx = bound_loopback(local_port);
+	*rx_rtcp = bound_loopback(local_port + 1);
+	return relay;
+}
+
 /* The relay keeps the first packet's timestamp and the SSRC's first sender report, even when that report
  * arrives before the first packet (as ffmpeg sends them); a new SSRC starts both over. */
 static void test_the_stream_clock_pairs_the_first_packet_and_report(void **state)
 {
 	(void)state;
-	int port = free_pair();
-	assert_true(port > 0);
-	char sdp[256];
-	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", port);
+	int port, rx, rx_rtcp;
 	char *local = NULL;
-	int busy = 0, local_port = 0;
-	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
-	assert_non_null(relay);
-	assert_int_equal(sscanf(strstr(local, "m=video "), "m=video %d", &local_port), 1);
-	int rx = bound_loopback(local_port), rx_rtcp = bound_loopback(local_port + 1);
+	struct rtp_relay *relay = video_relay(&port, &local, &rx, &rx_rtcp);
 	int tx = socket(AF_INET, SOCK_DGRAM, 0);
 	uint8_t pkt[40], got[100], sr[28];
 	struct rtp_stream_clock clock;
@@ -598,16 +608,9 @@ static void test_feedback_follows_rtcp_only_from_the_rtp_source(void **state)
 static void test_only_the_first_senders_address_is_relayed(void **state)
 {
 	(void)state;
-	int port = free_pair();
-	assert_true(port > 0);
-	char sdp[256];
-	snprintf(sdp, sizeof sdp, "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video %d RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n", port);
+	int port, rx, rx_rtcp;
 	char *local = NULL;
-	int busy = 0, local_port = 0;
-	struct rtp_relay *relay = rtp_relay_start(sdp, &local, &busy);
-	assert_non_null(relay);
-	assert_int_equal(sscanf(strstr(local, "m=video "), "m=video %d", &local_port), 1);
-	int rx = bound_loopback(local_port), rx_rtcp = bound_loopback(local_port + 1);
+	struct rtp_relay *relay = video_relay(&port, &local, &rx, &rx_rtcp);
 	int tx = bound_on(INADDR_LOOPBACK), other = bound_on(0x7f000002);
 	uint8_t pkt[40], got[100], sr[28];
 
