@@ -357,7 +357,7 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     poll("5 s recorded", lambda: rec.recorded_s() >= 5, timeout=20)
     doomed.kill()
     doomed.wait()
-    rec.start_worker()  # claims the job once the lease of the dead one expires
+    retry = rec.start_worker()  # claims the job once the lease of the dead one expires
     poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
@@ -373,6 +373,11 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     # ... and what arrived once the retry had bound the ports again is joined after it.
     assert first + 1 <= duration <= 12.5, (first, duration)
     assert decode_errors(rec.folder / "source.mkv") == ""
+    # The first attempt's part was joined while the retry recorded; its stop joined only its own part.
+    log = retry.log.read_text()
+    assert "part 1 joined while recording" in log, log
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (1, 1), log
 
 
 def test_maximum_duration_ends_the_recording_and_says_so(stack, db, workers):
@@ -629,3 +634,95 @@ def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):
         assert got["audio"]["lost"] == 0 and 0 <= got["audio"]["jitter_ms"] < 100, got
     finally:
         fwd.close()
+
+
+JOINED_AT_STOP = r"the join at the stop took ([0-9.]+) s: (\d+) part\(s\) joined at the stop, (\d+) while recording"
+
+
+def packets_by_type(path):
+    """{"video"/"audio": [(pts in ms, size), ...]} of a file's packets, in file order."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=index,codec_type:packet=stream_index,pts,size",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    kinds = {s["index"]: s["codec_type"] for s in info["streams"]}
+    got = {"video": [], "audio": []}
+    for p in info["packets"]:
+        got[kinds[p["stream_index"]]].append((int(p["pts"]), int(p["size"])))
+    return got
+
+
+def test_parts_are_joined_while_recording_and_the_stop_joins_only_the_last(stack, db, workers):
+    rec = Recording(stack, db, workers, "h264")
+    worker = rec.start_worker(VTP_RECORD_PART_S="3")
+    rec.wait_listening()
+    send(rec, 12, "h264")
+    rec.wait_drained()
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    parts = sorted((rec.folder / "parts").iterdir())
+    assert len(parts) >= 4, parts
+    log = worker.log.read_text()
+    # Every part but the last was appended while the recording went on; the stop appended only the last.
+    assert re.findall(r"part (\d+) joined while recording", log) == [str(n) for n in range(1, len(parts))], log
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (1, len(parts) - 1), log
+    src = rec.folder / "source.mkv"
+    assert not (rec.folder / "source.mkv.tmp").exists()
+    duration, codecs = ffprobe_duration(src)
+    assert abs(duration - 12) <= 0.5 and codecs == ["h264", "opus"], (duration, codecs)
+    assert starts_with_keyframe(src) and decode_errors(src) == ""
+    # The same content as a join of every part at the stop: each part's packets, in order, moved by the first
+    # part's start, no more and no fewer (the audio may only gain silence at the very end, up to the video's end).
+    joined = packets_by_type(src)
+    expected = {"video": [], "audio": []}
+    for part in parts:
+        for kind, packets in packets_by_type(part).items():
+            expected[kind].extend(packets)
+    zero = min(min(expected["video"])[0], min(expected["audio"])[0])
+    for kind in expected:
+        expected[kind] = [(pts - zero, size) for pts, size in expected[kind]]
+    assert joined["video"] == expected["video"]
+    assert joined["audio"][:len(expected["audio"])] == expected["audio"]
+    video, audio = stream_packets(src, "v"), stream_packets(src, "a")
+    assert all(b[0] > a[0] for a, b in zip(video, video[1:])), "video timestamps not increasing"
+    assert max(b[0] - a[0] for a, b in zip(video, video[1:])) <= 2 / 15 + 0.002, "a gap in the video"
+    assert max(abs(b[0] - a[1]) for a, b in zip(audio, audio[1:])) <= 0.021, "a gap or overlap in the audio"
+    assert abs(audio[-1][1] - video[-1][1]) <= 1 / 15, (audio[-1], video[-1])
+
+
+def test_a_retry_that_brings_a_camera_joins_every_part_at_the_stop(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    doomed = rec.start_worker(VTP_RECORD_PART_S="2")
+    rec.wait_listening()
+    mic = sender(rec.vport, rec.aport, 30, video=None)  # the camera is off at first
+    try:
+        poll("two parts joined while recording",
+             lambda: "part 2 joined while recording" in doomed.log.read_text(), timeout=30)
+        doomed.kill()  # leaves a source.mkv.tmp behind, half-written
+        doomed.wait()
+    finally:
+        mic.kill()
+        mic.wait()
+    assert (rec.folder / "source.mkv.tmp").exists()
+    retry = rec.start_worker(VTP_RECORD_PART_S="2")
+    poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
+    rec.wait_listening()
+    send(rec, 6)  # camera and microphone
+    rec.wait_drained()
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    assert "another one continued" in row["detail"], row
+    log = retry.log.read_text()
+    # The retry began its join with the first attempt's parts (microphone only) and gave it up at its own first
+    # part, which has video: the stop joined every part, with every stream.
+    assert re.search(r"the join made while recording is not used \(part \d+ has a stream \(vp8\)", log), log
+    parts = sorted((rec.folder / "parts").iterdir())
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (len(parts), 0), log
+    src = rec.folder / "source.mkv"
+    duration, codecs = ffprobe_duration(src)
+    assert codecs == ["opus", "vp8"], codecs
+    first = sum(media_span(p) for p in parts if not packets_by_type(p)["video"])  # the first attempt's
+    assert first + 5 <= duration <= first + 30, (first, duration)
+    assert decode_errors(src) == ""
+    assert not (rec.folder / "source.mkv.tmp").exists()
