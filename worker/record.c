@@ -1084,8 +1084,9 @@ static int join_finish(struct join *j, double *duration_s, int64_t *size)
 	return 0;
 }
 
-/* Stops j's thread, if it runs: at once (abandon) or after the part it is appending. */
-static void join_stop_thread(struct join *j, bool abandon)
+/* Stops j's thread, if it runs: at once (abandon) or after the part it is appending. While it waits it says that
+ * job (when not NULL) is still finishing. */
+static void join_stop_thread(struct join *j, bool abandon, struct job *job)
 {
 	if (!j->running)
 		return;
@@ -1094,8 +1095,8 @@ static void join_stop_thread(struct join *j, bool abandon)
 	j->quit = true;
 	pthread_cond_signal(&j->cond);
 	pthread_mutex_unlock(&j->lock);
-	if (j->finishing)
-		join_thread_saying_so(j->finishing, j->thread);
+	if (job)
+		join_thread_saying_so(job, j->thread);
 	else
 		pthread_join(j->thread, NULL);
 	j->running = false;
@@ -1104,7 +1105,7 @@ static void join_stop_thread(struct join *j, bool abandon)
 /* Frees what j holds, and removes its file unless it was published. */
 static void join_free(struct join *j)
 {
-	join_stop_thread(j, true);
+	join_stop_thread(j, true, NULL);
 	if (j->out) {
 		if (j->out->pb)
 			avio_closep(&j->out->pb);
@@ -1196,8 +1197,8 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, int
 {
 	struct join *j = &r->join;
 	int last = last_part_number(r->parts_dir), ret = -1;
-	j->finishing = r->job;
-	join_stop_thread(j, false);
+	join_stop_thread(j, false, r->job);
+	j->finishing = r->job; /* only now: the thread reads it */
 	*early = 0;
 	if (j->out && !j->failed) {
 		*early = j->parts;
