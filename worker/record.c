@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,7 +60,11 @@ struct part {
 	bool header_written;
 };
 
-/* The joined file while it is made (source.mkv.tmp): the parts are appended in order, one at a time, with what
+/* The background join appends a part only with this much free space to spare beyond twice the part's size: the
+ * live capture must never be the one that finds the disk full. */
+#define JOIN_SPARE_BYTES (256LL * 1024 * 1024)
+
+/* The joined file while it is made (source.mkv.tmp-<attempt>): the parts are appended in order, one at a time, with what
  * carries from one to the next (where the timeline is, each stream's last timestamp, where each audio stream's
  * silence fill has got to). A thread (join_thread) appends each part as soon as it is closed, while the recording
  * goes on, so that the stop has only the last part left to append; a part that brings a stream the file was begun
@@ -69,7 +74,8 @@ struct join {
 	const struct recorder *r;
 	struct job *finishing;	 /* told job_still_finishing() while the stop waits; NULL in the background */
 	AVFormatContext *out;
-	char *tmp, *final;	 /* source.mkv.tmp, source.mkv */
+	char *tmp, *final;	 /* source.mkv.tmp-<attempt>, source.mkv */
+	char *dir;		 /* STORAGE_PATH/<id> */
 	AVPacket *pkt;
 	int scanned;		 /* the output has the streams of parts 1..scanned */
 	int parts;		 /* parts 1..parts are appended (or skipped: cut before their header) */
@@ -81,6 +87,7 @@ struct join {
 	char note[NOTE_MAX];
 	int used;
 	char why[256];		 /* what failed */
+	bool new_stream;	 /* why: a part has a stream the file was begun without (every part is joined again) */
 	atomic_bool abandon;	 /* the background append stops at its next packet: the file is not wanted */
 	/* the background thread */
 	bool running;
@@ -867,7 +874,24 @@ static int fsync_saying_so(struct job *job, int fd)
 	return c.ret;
 }
 
-/* Begins j's output, source.mkv.tmp, with every stream that parts 1..last have (a retry may have seen a camera
+/* Removes the source.mkv.tmp* files other than `keep`: an earlier attempt's, cut by a crash (the lease guard
+ * has ended that attempt before this one began). */
+static void remove_other_tmps(const struct join *j, const char *keep)
+{
+	DIR *d = opendir(j->dir);
+	if (!d)
+		return;
+	const struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "source.mkv.tmp", 14) == 0 && strcmp(e->d_name, keep) != 0) {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+				log_info("recording %s: %s of an earlier attempt removed", j->r->job->recording_id,
+					 e->d_name);
+		}
+	closedir(d);
+}
+
+/* Begins j's output, source.mkv.tmp-<attempt>, with every stream that parts 1..last have (a retry may have seen a camera
  * that the first attempt did not). Returns 0, 1 when no part has media, or -1 with j->why; join_free() frees what
  * it made, in every case. */
 static int join_start(struct join *j, int last)
@@ -877,13 +901,18 @@ static int join_start(struct join *j, int last)
 	int err;
 	for (int i = 0; i < MAX_STREAMS; i++)
 		j->last_dts[i] = INT64_MIN;
-	j->tmp = storage_path(r->cfg, r->job->recording_id, "source.mkv.tmp");
+	char name[64];
+	snprintf(name, sizeof name, "source.mkv.tmp-%d", r->job->attempt);
+	j->tmp = storage_path(r->cfg, r->job->recording_id, name);
 	j->final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
+	j->dir = j->final ? strdup(j->final) : NULL;
 	j->pkt = av_packet_alloc();
-	if (!j->tmp || !j->final || !j->pkt || avformat_alloc_output_context2(&j->out, NULL, "matroska", j->tmp) < 0) {
+	if (!j->tmp || !j->dir || !j->pkt || avformat_alloc_output_context2(&j->out, NULL, "matroska", j->tmp) < 0) {
 		snprintf(j->why, sizeof j->why, "out of memory");
 		return -1;
 	}
+	*strrchr(j->dir, '/') = '\0';
+	remove_other_tmps(j, name);
 	for (int n = 1; n <= last; n++) {
 		if (j->finishing)
 			job_still_finishing(j->finishing); /* each part's probe reads its start: a while on slow storage */
@@ -960,6 +989,7 @@ static int join_append(struct join *j, int n)
 		if (i < in->nb_streams && map[i] < 0 && n > j->scanned) {
 			snprintf(j->why, sizeof j->why, "part %d has a stream (%s) that the file was begun without", n,
 				 avcodec_get_name(in->streams[i]->codecpar->codec_id));
+			j->new_stream = true;
 			avformat_close_input(&in);
 			return -1;
 		}
@@ -1078,6 +1108,15 @@ static int join_finish(struct join *j, double *duration_s, int64_t *size)
 	}
 	close(fd);
 	j->published = true;
+	/* The rename is durable only with the folder: the job must not report a source.mkv a power loss can undo. */
+	int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync_saying_so(j->finishing, dfd) < 0) {
+		snprintf(j->why, sizeof j->why, "cannot make source.mkv durable: %s", strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
+	}
+	close(dfd);
 	struct stat sb;
 	*size = stat(j->final, &sb) == 0 ? sb.st_size : 0;
 	*duration_s = (double)j->end / 1e6;
@@ -1102,24 +1141,53 @@ static void join_stop_thread(struct join *j, bool abandon, struct job *job)
 	j->running = false;
 }
 
-/* Frees what j holds, and removes its file unless it was published. */
-static void join_free(struct join *j)
+/* Closes j's output and removes its file unless it was published. */
+static void join_drop(struct join *j)
 {
-	join_stop_thread(j, true, NULL);
 	if (j->out) {
 		if (j->out->pb)
 			avio_closep(&j->out->pb);
 		avformat_free_context(j->out);
 		j->out = NULL;
 	}
+	if (!j->published && j->tmp)
+		unlink(j->tmp);
+}
+
+/* Frees what j holds, and removes its file unless it was published. */
+static void join_free(struct join *j)
+{
+	join_stop_thread(j, true, NULL);
+	join_drop(j);
 	av_packet_free(&j->pkt);
 	for (int i = 0; i < MAX_STREAMS; i++)
 		silence_free(&j->silence[i]);
-	if (!j->published && j->tmp)
-		unlink(j->tmp);
 	free(j->tmp);
 	free(j->final);
-	j->tmp = j->final = NULL;
+	free(j->dir);
+	j->tmp = j->final = j->dir = NULL;
+}
+
+/* Whether the disk has room to append part n while recording: twice its size and JOIN_SPARE_BYTES free. Returns
+ * 0, or -1 with j->why. */
+static int join_room(struct join *j, int n)
+{
+	char path[4096];
+	struct stat sb;
+	struct statvfs vfs;
+	part_path(j->r, n, path, sizeof path);
+	if (stat(path, &sb) < 0 || statvfs(j->dir, &vfs) < 0) {
+		snprintf(j->why, sizeof j->why, "free space unknown: %s", strerror(errno));
+		return -1;
+	}
+	long long room = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+	long long need = (long long)sb.st_size * 2 + JOIN_SPARE_BYTES;
+	if (room < need) {
+		snprintf(j->why, sizeof j->why, "%lld MB free, %lld MB wanted to append part %d (twice its size and %lld MB)",
+			 room >> 20, need >> 20, n, JOIN_SPARE_BYTES >> 20);
+		return -1;
+	}
+	return 0;
 }
 
 /* The background join: appends each part as soon as it is closed, and makes what it appended durable, so that
@@ -1141,6 +1209,8 @@ static void *join_thread(void *arg)
 		if (rc == 1)
 			snprintf(j->why, sizeof j->why, "the first parts have no media");
 		if (rc == 0)
+			rc = join_room(j, n);
+		if (rc == 0)
 			rc = join_append(j, n);
 		if (rc == 0 && (avio_flush(j->out->pb), j->out->pb->error < 0)) {
 			snprintf(j->why, sizeof j->why, "cannot write source.mkv: %s", av_err2str(j->out->pb->error));
@@ -1156,6 +1226,12 @@ static void *join_thread(void *arg)
 		if (rc == 0)
 			log_info("recording %s: part %d joined while recording, in %.2f s", j->r->job->recording_id, n,
 				 (double)(av_gettime_relative() - t) / 1e6);
+		if (rc != 0 && !atomic_load(&j->abandon)) {
+			/* At once: a half-written join must not take the space the live capture needs. */
+			join_drop(j);
+			log_warn("recording %s: the join while recording gives up at part %d (%s): its file is removed, "
+				 "the stop joins every part", j->r->job->recording_id, n, j->why);
+		}
 		pthread_mutex_lock(&j->lock);
 		if (rc != 0) {
 			j->failed = true;
@@ -1210,6 +1286,12 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, int
 			snprintf(note, note_size, "%s", j->note);
 			join_free(j);
 			return 0;
+		}
+		if (!j->new_stream) { /* the disk: a second full pass would fail the same way */
+			job_error(r->job, "%s", j->why);
+			*late = last - *early;
+			join_free(j);
+			return -1;
 		}
 		j->failed = true;
 		*early = 0;

@@ -68,15 +68,26 @@ def port_taken(port):
         s.close()
 
 
-def udp_receive_queues():
-    """{socket inode: (local port, bytes waiting in its receive queue)} of every UDP socket."""
+def udp_sockets():
+    """{socket inode: the columns of its line in /proc/net/udp or udp6} of every UDP socket."""
     sockets = {}
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                sockets[cols[9]] = (int(cols[1].rsplit(":", 1)[1], 16), int(cols[4].split(":")[1], 16))
+                sockets[cols[9]] = cols
     return sockets
+
+
+def udp_receive_queues():
+    """{socket inode: (local port, bytes waiting in its receive queue)} of every UDP socket."""
+    return {inode: (int(cols[1].rsplit(":", 1)[1], 16), int(cols[4].split(":")[1], 16))
+            for inode, cols in udp_sockets().items()}
+
+
+def udp_drops():
+    """{socket inode: datagrams the kernel dropped because its receive queue was full} of every UDP socket."""
+    return {inode: int(cols[12]) for inode, cols in udp_sockets().items()}
 
 
 def socket_inodes(pid):
@@ -237,8 +248,15 @@ class Recording:
             if not recorder:
                 return False
             mine = [queues[i] for i in socket_inodes(recorder) if i in queues]
+            self.recorder_pid = recorder
             return len(mine) >= 4 and all(waiting == 0 for _, waiting in mine)
         poll("the recorder to read what was sent", drained, timeout=15)
+
+    def socket_drops(self):
+        """{inode: drops} of the recorder's UDP sockets (after wait_drained): the SDP's ports and the loopback
+        ones libavformat reads, which the relay's loss count cannot see."""
+        drops = udp_drops()
+        return {i: drops[i] for i in socket_inodes(self.recorder_pid) if i in drops}
 
     def recorded_s(self):
         """How much media the recorder has written, by its last health report (one a second while packets
@@ -657,8 +675,10 @@ def test_parts_are_joined_while_recording_and_the_stop_joins_only_the_last(stack
     rec.wait_listening()
     send(rec, 12, "h264")
     rec.wait_drained()
+    drops = rec.socket_drops()
     row = rec.stop()
     assert row["state"] == "succeeded" and row["status"] == "processing", row
+    assert len(drops) >= 4 and all(n == 0 for n in drops.values()), drops
     parts = sorted((rec.folder / "parts").iterdir())
     assert len(parts) >= 4, parts
     log = worker.log.read_text()
@@ -669,12 +689,13 @@ def test_parts_are_joined_while_recording_and_the_stop_joins_only_the_last(stack
     # The appends ran beside the capture: no RTP datagram was lost (a full receive queue would show as loss).
     assert all(st["lost"] == 0 for st in rec.detail()["streams"]), rec.detail()
     src = rec.folder / "source.mkv"
-    assert not (rec.folder / "source.mkv.tmp").exists()
+    assert not list(rec.folder.glob("source.mkv.tmp*"))
     duration, codecs = ffprobe_duration(src)
     assert abs(duration - 12) <= 0.5 and codecs == ["h264", "opus"], (duration, codecs)
     assert starts_with_keyframe(src) and decode_errors(src) == ""
     # The same content as a join of every part at the stop: each part's packets, in order, moved by the first
-    # part's start, no more and no fewer (the audio may only gain silence at the very end, up to the video's end).
+    # part's start, no more and no fewer (the audio may only gain silence: before the first packet, when the audio
+    # began 20 ms or more after the video, and at the end, up to the video's end).
     joined = packets_by_type(src)
     expected = {"video": [], "audio": []}
     for part in parts:
@@ -684,7 +705,11 @@ def test_parts_are_joined_while_recording_and_the_stop_joins_only_the_last(stack
     for kind in expected:
         expected[kind] = [(pts - zero, size) for pts, size in expected[kind]]
     assert joined["video"] == expected["video"]
-    assert joined["audio"][:len(expected["audio"])] == expected["audio"]
+    audio = joined["audio"]
+    head = audio.index(expected["audio"][0]) if expected["audio"][0] in audio else -1
+    assert head >= 0 and audio[head:head + len(expected["audio"])] == expected["audio"], (audio[:20], expected["audio"][:20])
+    silent = audio[:head] + audio[head + len(expected["audio"]):]
+    assert len({size for _, size in silent}) <= 1, silent  # silent frames are one and the same frame
     video, audio = stream_packets(src, "v"), stream_packets(src, "a")
     assert all(b[0] > a[0] for a, b in zip(video, video[1:])), "video timestamps not increasing"
     assert max(b[0] - a[0] for a, b in zip(video, video[1:])) <= 2 / 15 + 0.002, "a gap in the video"
@@ -705,7 +730,7 @@ def test_a_retry_that_brings_a_camera_joins_every_part_at_the_stop(stack, db, wo
     finally:
         mic.kill()
         mic.wait()
-    assert (rec.folder / "source.mkv.tmp").exists()
+    assert (rec.folder / "source.mkv.tmp-1").exists()
     retry = rec.start_worker(VTP_RECORD_PART_S="2")
     poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
     rec.wait_listening()
@@ -718,13 +743,16 @@ def test_a_retry_that_brings_a_camera_joins_every_part_at_the_stop(stack, db, wo
     # The retry began its join with the first attempt's parts (microphone only) and gave it up at its own first
     # part, which has video: the stop joined every part, with every stream.
     assert re.search(r"the join made while recording is not used \(part \d+ has a stream \(vp8\)", log), log
+    assert "source.mkv.tmp-1 of an earlier attempt removed" in log, log
     parts = sorted((rec.folder / "parts").iterdir())
     m = re.search(JOINED_AT_STOP, log)
     assert m and (int(m[2]), int(m[3])) == (len(parts), 0), log
     src = rec.folder / "source.mkv"
     duration, codecs = ffprobe_duration(src)
     assert codecs == ["opus", "vp8"], codecs
-    first = sum(media_span(p) for p in parts if not packets_by_type(p)["video"])  # the first attempt's
+    kinds = [packets_by_type(p) for p in parts]
+    # The first attempt's parts (a part cut before its first packet has none, and no span)
+    first = sum(media_span(p) for p, k in zip(parts, kinds) if k["audio"] and not k["video"])
     assert first + 5 <= duration <= first + 30, (first, duration)
     assert decode_errors(src) == ""
-    assert not (rec.folder / "source.mkv.tmp").exists()
+    assert not list(rec.folder.glob("source.mkv.tmp*"))
