@@ -64,11 +64,12 @@ struct part {
  * live capture must never be the one that finds the disk full. */
 #define JOIN_SPARE_BYTES (256LL * 1024 * 1024)
 
-/* The joined file while it is made (source.mkv.tmp-<attempt>): the parts are appended in order, one at a time, with what
- * carries from one to the next (where the timeline is, each stream's last timestamp, where each audio stream's
- * silence fill has got to). A thread (join_thread) appends each part as soon as it is closed, while the recording
- * goes on, so that the stop has only the last part left to append; a part that brings a stream the file was begun
- * without (a retry saw a camera the first attempt did not) makes the stop join every part again (join_parts).
+/* The joined file while it is made (source.mkv.tmp-<attempt>): the parts are appended in order, one at a time,
+ * with what carries from one to the next (where the timeline is, each stream's last timestamp, where each audio
+ * stream's silence fill has got to). A thread (join_thread) appends each part as soon as it is closed, while the
+ * recording goes on, so that the stop has only the last part left to append; a part that brings a stream the file
+ * was begun without (a retry saw a camera the first attempt did not) makes the stop join every part again
+ * (join_parts).
  * Through r only parts_dir, cfg and job->recording_id are read: they do not change while the recorder runs. */
 struct join {
 	const struct recorder *r;
@@ -891,9 +892,9 @@ static void remove_other_tmps(const struct join *j, const char *keep)
 	closedir(d);
 }
 
-/* Begins j's output, source.mkv.tmp-<attempt>, with every stream that parts 1..last have (a retry may have seen a camera
- * that the first attempt did not). Returns 0, 1 when no part has media, or -1 with j->why; join_free() frees what
- * it made, in every case. */
+/* Begins j's output, source.mkv.tmp-<attempt>, with every stream that parts 1..last have (a retry may have seen a
+ * camera that the first attempt did not). Returns 0, 1 when no part has media, or -1 with j->why; join_free() frees
+ * what it made, in every case. */
 static int join_start(struct join *j, int last)
 {
 	const struct recorder *r = j->r;
@@ -1176,7 +1177,9 @@ static int join_room(struct join *j, int n)
 	struct stat sb;
 	struct statvfs vfs;
 	part_path(j->r, n, path, sizeof path);
-	if (stat(path, &sb) < 0 || statvfs(j->dir, &vfs) < 0) {
+	if (stat(path, &sb) < 0)
+		sb.st_size = 0; /* no such part: nothing to append */
+	if (statvfs(j->dir, &vfs) < 0) {
 		snprintf(j->why, sizeof j->why, "free space unknown: %s", strerror(errno));
 		return -1;
 	}
