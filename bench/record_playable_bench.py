@@ -11,17 +11,21 @@ the master playlist's first 200, then its first media playlist (through the toke
 it lists a segment whose bytes, fetched through the playlist's URIs (init section and segment), ffprobe reads
 as video and audio. Then GET /recordings/{id} until it is 'ready' (the whole pipeline, the ladder included).
 
-Printed per codec: stop -> master 200, stop -> first readable segment, stop -> ready; where the time went, from
+Printed per codec: stop -> source.mkv renamed into place (polled on the file), -> master 200, stop -> first readable segment, stop -> ready; where the time went, from
 the jobs' timestamps (record job finished, probe and playable queued/started/finished); the load average.
 Baseline, in the same run and on the same captured file (source.mkv): the `ffmpeg` CLI making the first HLS
 segment (--segment seconds) from it: a remux (video copied, Opus to AAC) for H.264, a 360p H.264 encode for VP8,
-as the playable job does. Not part of `make test`. Usage: /usr/bin/python3 bench/record_playable_bench.py
-[--build build] [--seconds 300] [--codecs vp8,h264] [--sources DIR: keep the pre-encoded sources there].
+as the playable job does. --part-s sets the recorder's VTP_RECORD_PART_S (the parts are joined while it records
+but for the last, and the worker's log says how long the stop's join took and how many parts it had left);
+--until source ends each recording's measurement at source.mkv (no HLS, no baseline). Not part of `make test`.
+Usage: /usr/bin/python3 bench/record_playable_bench.py [--build build] [--seconds 300] [--codecs vp8,h264]
+[--sources DIR: keep the pre-encoded sources there] [--part-s 600] [--until ready|source].
 """
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -89,8 +93,9 @@ def unreadable(path):
 class Recording:
     """One codec's recording: started, sent, stopped and watched, with the epoch times of what happened."""
 
-    def __init__(self, base, headers, codec, source, vport, aport, tmp):
+    def __init__(self, base, headers, codec, source, vport, aport, tmp, storage, until):
         self.base, self.headers, self.codec, self.source = base, headers, codec, source
+        self.storage, self.until = storage, until
         self.vport, self.aport, self.tmp = vport, aport, tmp
         self.http = requests.Session()
         self.t = {}
@@ -156,6 +161,11 @@ class Recording:
             self.load_at_stop = os.getloadavg()[0]
             r = self.http.post(f"{self.base}{API}/recordings/{self.id}/stop", headers=self.headers, timeout=10)
             assert r.status_code == 202, r.text
+            source_mkv = self.storage / self.id / "source.mkv"
+            wait_for(source_mkv.exists, playable_timeout, "source.mkv", interval=0.01)
+            self.t["source"] = time.time()
+            if self.until == "source":
+                return
             stream_url = wait_for(lambda: self.get()["stream_url"], playable_timeout, "a stream_url")
             master_url = urllib.parse.urljoin(self.base, stream_url)
             master = wait_for(lambda: self.answer(master_url, self.headers), playable_timeout, "the master playlist")
@@ -205,6 +215,8 @@ def main():
     ap.add_argument("--sources", help="a folder to keep the pre-encoded sources in between runs")
     ap.add_argument("--ready-timeout", type=int, default=3600)
     ap.add_argument("--playable-timeout", type=int, default=300)
+    ap.add_argument("--part-s", type=int, help="the recorder's VTP_RECORD_PART_S (default: the worker's, 600)")
+    ap.add_argument("--until", choices=("ready", "source"), default="ready")
     args = ap.parse_args()
     codecs = args.codecs.split(",")
     with tempfile.TemporaryDirectory() as d:
@@ -224,8 +236,10 @@ def main():
             segment_s = 6
             log = open(keep / "worker.log", "w")
             # As the services run (the vtp user when the bench runs as root): the API must read what it writes.
-            worker = subprocess.Popen(stack._as_svc([str(stack.build_dir / "vtp-worker")]),
-                                      env=dict(stack.env, VTP_HLS_SEGMENT_S=str(segment_s)),
+            env = dict(stack.env, VTP_HLS_SEGMENT_S=str(segment_s))
+            if args.part_s:
+                env["VTP_RECORD_PART_S"] = str(args.part_s)
+            worker = subprocess.Popen(stack._as_svc([str(stack.build_dir / "vtp-worker")]), env=env,
                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             base = stack.frontends["nginx"]
             headers = {"Authorization": "Bearer " + make_token(stack, "bench-teacher", "instructor")}
@@ -233,7 +247,8 @@ def main():
             for i, codec in enumerate(codecs):
                 vport = 31000 + 10 * i
                 assert not any(bound(p) for p in range(vport, vport + 4)), f"ports {vport}..{vport + 3} are taken"
-                recs.append(Recording(base, headers, codec, sources[codec], vport, vport + 2, tmp))
+                recs.append(Recording(base, headers, codec, sources[codec], vport, vport + 2, tmp,
+                                      Path(stack.storage_path), args.until))
             load_before = os.getloadavg()[0]
             threads = [threading.Thread(target=r.run, args=(args.ready_timeout, args.playable_timeout)) for r in recs]
             for t in threads:
@@ -243,14 +258,26 @@ def main():
             load_after = os.getloadavg()[0]
             print(f"{args.seconds} s RTP recordings (1280x720 30 fps 2.4 Mb/s + Opus 96 kb/s), "
                   f"{' and '.join(codecs)} at once; one release vtp-worker (light:2, heavy:2, record:2), "
-                  f"{segment_s} s segments, {os.cpu_count()} CPUs; load average {load_before:.2f} before, "
-                  f"{load_after:.2f} after")
+                  f"{segment_s} s segments, {os.cpu_count()} CPUs, parts of {args.part_s or 'the default'} s; "
+                  f"load average {load_before:.2f} before, {load_after:.2f} after")
+            worker_log = (keep / "worker.log").read_text()
             for r in recs:
                 if r.error:
                     print(f"{r.codec}: FAILED: {r.error}; the worker's log: {keep / 'worker.log'}")
                     continue
                 stop = r.t["stop"]
                 jobs, stopped_at = job_times(db, r.id)
+                joins = [float(t) for t in re.findall(rf"recording {r.id}: part \d+ joined while recording, in ([0-9.]+) s",
+                                                       worker_log)]
+                at_stop = re.search(rf"recording {r.id}: the join at the stop took ([0-9.]+) s: (\d+) part\(s\) joined at "
+                                    r"the stop, (\d+) while recording", worker_log)
+                print(f"{r.codec}: stop -> source.mkv renamed {r.t['source'] - stop:.2f} s (load {r.load_at_stop:.2f} at "
+                      f"stop); the worker: "
+                      + (f"the stop's join {at_stop[1]} s for {at_stop[2]} part(s), {at_stop[3]} joined while recording"
+                         if at_stop else "no 'join at the stop' line (an older vtp-worker)")
+                      + (f" (each in {min(joins):.2f}..{max(joins):.2f} s)" if joins else ""))
+                if args.until == "source":
+                    continue
                 source_mkv = Path(stack.storage_path) / r.id / "source.mkv"
                 load_cli = os.getloadavg()[0]
                 cli = cli_first_segment(r.codec, source_mkv, segment_s, tmp / f"cli-{r.codec}")

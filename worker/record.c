@@ -1,5 +1,5 @@
 /* record.c: the record job: captures a live source (RTP described by an SDP, or an rtmp/srt/rtsp URL) with
- * libavformat, remuxed without re-encoding into crash-safe Matroska parts, and joins the parts on stop. */
+ * libavformat, remuxed without re-encoding into crash-safe Matroska parts, joined into source.mkv as they close. */
 #include "kinds.h"
 #include "record_fill.h"
 #include "rtp_relay.h"
@@ -23,11 +23,13 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +60,46 @@ struct part {
 	bool header_written;
 };
 
+/* The background join appends a part only with this much free space to spare beyond twice the part's size: the
+ * live capture must never be the one that finds the disk full. */
+#define JOIN_SPARE_BYTES (256LL * 1024 * 1024)
+
+/* The joined file while it is made (source.mkv.tmp-<attempt>): the parts are appended in order, one at a time,
+ * with what carries from one to the next (where the timeline is, each stream's last timestamp, where each audio
+ * stream's silence fill has got to). A thread (join_thread) appends each part as soon as it is closed, while the
+ * recording goes on, so that the stop has only the last part left to append; a part that brings a stream the file
+ * was begun without (a retry saw a camera the first attempt did not) makes the stop join every part again
+ * (join_parts).
+ * Through r only parts_dir, cfg and job->recording_id are read: they do not change while the recorder runs. */
+struct join {
+	const struct recorder *r;
+	struct job *finishing;	 /* told job_still_finishing() while the stop waits; NULL in the background */
+	AVFormatContext *out;
+	char *tmp, *final;	 /* source.mkv.tmp-<attempt>, source.mkv */
+	char *dir;		 /* STORAGE_PATH/<id> */
+	AVPacket *pkt;
+	int scanned;		 /* the output has the streams of parts 1..scanned */
+	int parts;		 /* parts 1..parts are appended (or skipped: cut before their header) */
+	int64_t offset, end;	 /* µs */
+	bool joined_any, published;
+	char prev_path[4096];
+	struct silence silence[MAX_STREAMS];
+	int64_t audio_end[MAX_STREAMS], last_dts[MAX_STREAMS], filled; /* µs */
+	char note[NOTE_MAX];
+	int used;
+	char why[256];		 /* what failed */
+	bool new_stream;	 /* why: a part has a stream the file was begun without (every part is joined again) */
+	atomic_bool abandon;	 /* the background append stops at its next packet: the file is not wanted */
+	/* the background thread */
+	bool running;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int closed;		 /* under lock: parts 1..closed are closed (immutable) and may be appended */
+	bool quit;		 /* under lock: append no more */
+	bool failed;		 /* the background join gave up (why); the stop joins every part */
+};
+
 struct recorder {
 	struct job *job;
 	const struct vtp_config *cfg;
@@ -82,6 +124,7 @@ struct recorder {
 	int64_t end_us;	 /* end of the media written so far (µs since t0) */
 	int64_t part_started_us;
 	struct part part;
+	struct join join; /* the parts joined while it records */
 	/* health, per input stream */
 	int64_t packets[MAX_STREAMS], bytes[MAX_STREAMS], dropped[MAX_STREAMS];
 	int64_t last_key_wall[MAX_STREAMS];
@@ -91,6 +134,8 @@ struct recorder {
 	bool db_open;
 	bool announced; /* status set to 'recording' */
 };
+
+static void join_closed(struct recorder *r, int n);
 
 static int write_cb(void *opaque, uint8_t *buf, int size)
 {
@@ -428,6 +473,7 @@ static int record_packet(struct recorder *r, AVPacket *pkt)
 			job_error(r->job, "cannot finish a part: %s", strerror(r->part.written_error ?: EIO));
 			return -1;
 		}
+		join_closed(r, r->next_part - 1);
 		if (part_open(r) < 0)
 			return -1;
 	}
@@ -798,14 +844,10 @@ static void *fsync_thread(void *arg)
 	return NULL;
 }
 
-/* fsync(fd), which for a joined file of many GB may outlast the stop grace: it runs in a thread while this
- * one tells the supervisor every second that the job is still finishing. Returns 0, or -1 with errno. */
-static int fsync_saying_so(struct job *job, int fd)
+/* Waits for thread t to end, telling the supervisor every second that the job is still finishing: the stop
+ * grace would otherwise run out on a long wait, and the recording be left unjoined. */
+static void join_thread_saying_so(struct job *job, pthread_t t)
 {
-	struct fsync_call c = {.fd = fd};
-	pthread_t t;
-	if (pthread_create(&t, NULL, fsync_thread, &c) != 0)
-		return fsync(fd);
 	for (;;) {
 		struct timespec at;
 		clock_gettime(CLOCK_REALTIME, &at); /* pthread_timedjoin_np's clock */
@@ -814,58 +856,76 @@ static int fsync_saying_so(struct job *job, int fd)
 		if (rc != ETIMEDOUT) {
 			if (rc != 0)
 				pthread_join(t, NULL);
-			break;
+			return;
 		}
 		job_still_finishing(job);
 	}
+}
+
+/* fsync(fd), which for a joined file of many GB may outlast the stop grace: it runs in a thread while this
+ * one says that the job is still finishing. Returns 0, or -1 with errno. */
+static int fsync_saying_so(struct job *job, int fd)
+{
+	struct fsync_call c = {.fd = fd};
+	pthread_t t;
+	if (pthread_create(&t, NULL, fsync_thread, &c) != 0)
+		return fsync(fd);
+	join_thread_saying_so(job, t);
 	errno = c.err;
 	return c.ret;
 }
 
-/* Joins the parts, in order, into STORAGE_PATH/<id>/source.mkv (written under a temporary name and renamed).
- * A part whose timestamps start over (a retry after a crash) is placed after the previous one. Adds the
- * gaps to note. Where an audio stream has no packets (a muted microphone sends nothing, or starts later than
- * the camera), silent frames are written, so that audio and video end within one frame of each other.
- * Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
-static int join_parts(struct recorder *r, double *duration_s, int64_t *size, char *note, size_t note_size)
+/* Removes the source.mkv.tmp* files other than `keep`: an earlier attempt's, cut by a crash (the lease guard
+ * has ended that attempt before this one began). */
+static void remove_other_tmps(const struct join *j, const char *keep)
 {
-	AVFormatContext *out = NULL;
-	char *tmp = storage_path(r->cfg, r->job->recording_id, "source.mkv.tmp");
-	char *final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
-	int ret = -1, err, used = 0;
-	int64_t offset = 0, end = 0; /* µs */
-	bool joined_any = false;
-	AVPacket *pkt = av_packet_alloc();
-	int last = last_part_number(r->parts_dir);
-	char prev_path[4096] = "";
-	struct silence silence[MAX_STREAMS] = {0};
-	int64_t audio_end[MAX_STREAMS] = {0}, filled = 0; /* µs */
-	int64_t last_dts[MAX_STREAMS];
-	for (int i = 0; i < MAX_STREAMS; i++)
-		last_dts[i] = INT64_MIN;
+	DIR *d = opendir(j->dir);
+	if (!d)
+		return;
+	const struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "source.mkv.tmp", 14) == 0 && strcmp(e->d_name, keep) != 0) {
+			if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+				log_info("recording %s: %s of an earlier attempt removed", j->r->job->recording_id,
+					 e->d_name);
+		}
+	closedir(d);
+}
 
-	if (!tmp || !final || !pkt) {
-		job_error(r->job, "out of memory");
-		goto out;
-	}
+/* Begins j's output, source.mkv.tmp-<attempt>, with every stream that parts 1..last have (a retry may have seen a
+ * camera that the first attempt did not). Returns 0, 1 when no part has media, or -1 with j->why; join_free() frees
+ * what it made, in every case. */
+static int join_start(struct join *j, int last)
+{
+	const struct recorder *r = j->r;
 	char path[4096];
-	if (avformat_alloc_output_context2(&out, NULL, "matroska", tmp) < 0) {
-		job_error(r->job, "out of memory");
-		goto out;
+	int err;
+	for (int i = 0; i < MAX_STREAMS; i++)
+		j->last_dts[i] = INT64_MIN;
+	char name[64];
+	snprintf(name, sizeof name, "source.mkv.tmp-%d", r->job->attempt);
+	j->tmp = storage_path(r->cfg, r->job->recording_id, name);
+	j->final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
+	j->dir = j->final ? strdup(j->final) : NULL;
+	j->pkt = av_packet_alloc();
+	if (!j->tmp || !j->dir || !j->pkt || avformat_alloc_output_context2(&j->out, NULL, "matroska", j->tmp) < 0) {
+		snprintf(j->why, sizeof j->why, "out of memory");
+		return -1;
 	}
-	/* The joined file has every stream that any part has: a retry may have seen a camera that the
-	 * first attempt did not. */
+	*strrchr(j->dir, '/') = '\0';
+	remove_other_tmps(j, name);
 	for (int n = 1; n <= last; n++) {
-		job_still_finishing(r->job); /* each part's probe reads its start: a while on slow storage */
+		if (j->finishing)
+			job_still_finishing(j->finishing); /* each part's probe reads its start: a while on slow storage */
 		AVFormatContext *in = open_part(r, n, path, sizeof path);
-		for (unsigned i = 0; in && i < in->nb_streams && out->nb_streams < MAX_STREAMS; i++) {
-			if (match_stream(out, in, i) >= 0)
+		for (unsigned i = 0; in && i < in->nb_streams && j->out->nb_streams < MAX_STREAMS; i++) {
+			if (match_stream(j->out, in, i) >= 0)
 				continue;
-			AVStream *st = avformat_new_stream(out, NULL);
+			AVStream *st = avformat_new_stream(j->out, NULL);
 			if (!st || avcodec_parameters_copy(st->codecpar, in->streams[i]->codecpar) < 0) {
 				avformat_close_input(&in);
-				job_error(r->job, "out of memory");
-				goto out;
+				snprintf(j->why, sizeof j->why, "out of memory");
+				return -1;
 			}
 			st->codecpar->codec_tag = 0;
 			st->time_base = AV_TIME_BASE_Q;
@@ -873,166 +933,396 @@ static int join_parts(struct recorder *r, double *duration_s, int64_t *size, cha
 		if (in)
 			avformat_close_input(&in);
 	}
-	if (out->nb_streams == 0) {
-		ret = 1;
-		goto out;
-	}
-	for (unsigned o = 0; o < out->nb_streams; o++)
-		if (out->streams[o]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO &&
-		    silence_init(&silence[o], out->streams[o]->codecpar) < 0)
+	j->scanned = last;
+	if (j->out->nb_streams == 0)
+		return 1;
+	for (unsigned o = 0; o < j->out->nb_streams; o++)
+		if (j->out->streams[o]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO &&
+		    silence_init(&j->silence[o], j->out->streams[o]->codecpar) < 0)
 			log_warn("recording %s: no silent %s frame: gaps in that audio stay gaps", r->job->recording_id,
-				 avcodec_get_name(out->streams[o]->codecpar->codec_id));
-	unlink(tmp);
-	if ((err = avio_open(&out->pb, tmp, AVIO_FLAG_WRITE)) < 0 || (err = avformat_write_header(out, NULL)) < 0) {
-		job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
-		goto out;
+				 avcodec_get_name(j->out->streams[o]->codecpar->codec_id));
+	unlink(j->tmp);
+	if ((err = avio_open(&j->out->pb, j->tmp, AVIO_FLAG_WRITE)) < 0 || (err = avformat_write_header(j->out, NULL)) < 0) {
+		snprintf(j->why, sizeof j->why, "cannot write source.mkv: %s", av_err2str(err));
+		return -1;
 	}
-	/* A long class takes a while to join after the stop: say so every second, or the supervisor's kill
-	 * after the stop grace would leave the recording unjoined. */
+	return 0;
+}
+
+/* Adds to j->note that the media before part `in` (a retry's first) ended at j->end, and the gap. */
+static void note_retry(struct join *j, const AVFormatContext *in)
+{
+	char gap[64] = "";
+	const AVDictionaryEntry *c = av_dict_get(in->metadata, "creation_time", NULL, 0);
+	int64_t began = 0;
+	struct stat psb;
+	if (c && av_parse_time(&began, c->value, 0) == 0 && j->prev_path[0] && stat(j->prev_path, &psb) == 0) {
+		double g = (double)began / 1e6 - ((double)psb.st_mtim.tv_sec + (double)psb.st_mtim.tv_nsec / 1e9);
+		if (g >= 0)
+			snprintf(gap, sizeof gap, " (about %.0f s)", g);
+	}
+	int n = snprintf(j->note + j->used, sizeof j->note - (size_t)j->used,
+			 "%sthe worker stopped at %.1f s and another one continued the recording: "
+			 "the media before and after is joined, and what was sent in between%s is missing",
+			 j->used ? "; " : "", (double)j->end / 1e6, gap);
+	if (n > 0 && (size_t)(j->used + n) < sizeof j->note)
+		j->used += n;
+}
+
+/* Appends part n (the next one, j->parts + 1) to j's output. A part whose timestamps start over (a retry after a
+ * crash) is placed after the previous one. Where an audio stream has no packets (a muted microphone sends nothing,
+ * or starts later than the camera), silent frames are written up to FILL_LAG_US behind the other streams.
+ * Returns 0, or -1 with j->why. */
+static int join_append(struct join *j, int n)
+{
+	AVPacket *pkt = j->pkt;
+	AVFormatContext *out = j->out;
+	const char *id = j->r->job->recording_id;
+	char path[4096];
+	int err;
+	AVFormatContext *in = open_part(j->r, n, path, sizeof path);
+	j->parts = n;
+	if (!in)
+		return 0; /* cut before its header: nothing in it */
+	int map[MAX_STREAMS];
+	for (unsigned i = 0; i < MAX_STREAMS; i++) {
+		map[i] = i < in->nb_streams ? match_stream(out, in, i) : -1;
+		if (i < in->nb_streams && map[i] < 0 && n > j->scanned) {
+			snprintf(j->why, sizeof j->why, "part %d has a stream (%s) that the file was begun without", n,
+				 avcodec_get_name(in->streams[i]->codecpar->codec_id));
+			j->new_stream = true;
+			avformat_close_input(&in);
+			return -1;
+		}
+	}
+	int64_t start = part_start(j->r, n, pkt);
+	bool first = start != AV_NOPTS_VALUE;
+	/* A long part takes a while at the stop: say so every second, or the supervisor's kill after the stop
+	 * grace would leave the recording unjoined. */
 	int64_t said_at = av_gettime_relative();
-	for (int n = 1; n <= last; n++) {
-		job_still_finishing(r->job);
-		AVFormatContext *in = open_part(r, n, path, sizeof path);
-		if (!in)
+	while (av_read_frame(in, pkt) >= 0) { /* a part cut by a crash ends at its last whole cluster */
+		if (atomic_load(&j->abandon)) {
+			av_packet_unref(pkt);
+			avformat_close_input(&in);
+			snprintf(j->why, sizeof j->why, "abandoned");
+			return -1;
+		}
+		if (j->finishing && av_gettime_relative() - said_at >= 1000000) {
+			job_still_finishing(j->finishing);
+			said_at = av_gettime_relative();
+		}
+		AVStream *ist = in->streams[pkt->stream_index];
+		if (pkt->dts == AV_NOPTS_VALUE) /* Matroska stores presentation times only; no B-frames live */
+			pkt->dts = pkt->pts;
+		if (pkt->dts == AV_NOPTS_VALUE || pkt->stream_index >= MAX_STREAMS || map[pkt->stream_index] < 0) {
+			av_packet_unref(pkt);
 			continue;
-		int map[MAX_STREAMS];
-		for (unsigned i = 0; i < MAX_STREAMS; i++)
-			map[i] = i < in->nb_streams ? match_stream(out, in, i) : -1;
-		int64_t start = part_start(r, n, pkt);
-		bool first = start != AV_NOPTS_VALUE;
-		while (av_read_frame(in, pkt) >= 0) { /* a part cut by a crash ends at its last whole cluster */
-			if (av_gettime_relative() - said_at >= 1000000) {
-				job_still_finishing(r->job);
-				said_at = av_gettime_relative();
-			}
-			AVStream *ist = in->streams[pkt->stream_index];
-			if (pkt->dts == AV_NOPTS_VALUE) /* Matroska stores presentation times only; no B-frames live */
-				pkt->dts = pkt->pts;
-			if (pkt->dts == AV_NOPTS_VALUE || pkt->stream_index >= MAX_STREAMS || map[pkt->stream_index] < 0) {
-				av_packet_unref(pkt);
-				continue;
-			}
-			int64_t dts = av_rescale_q(pkt->dts, ist->time_base, AV_TIME_BASE_Q);
-			int64_t pts = pkt->pts != AV_NOPTS_VALUE ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) : dts;
-			int o = map[pkt->stream_index];
-			bool audio = silence[o].pkt != NULL;
-			int64_t dur = audio ? audio_packet_us(ist->codecpar, pkt, ist->time_base)
-					    : av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q);
-			if (first) {
-				first = false;
-				if (!joined_any) {
-					offset = -start; /* the earliest packet at 0 */
-					joined_any = true;
-				} else if (start + offset < end - 1000000) { /* starts over: a new attempt after a crash */
-					offset = end - start;
-					char gap[64] = "";
-					const AVDictionaryEntry *c = av_dict_get(in->metadata, "creation_time", NULL, 0);
-					int64_t began = 0;
-					struct stat psb;
-					if (c && av_parse_time(&began, c->value, 0) == 0 && prev_path[0] &&
-					    stat(prev_path, &psb) == 0) {
-						double g = (double)began / 1e6 - ((double)psb.st_mtim.tv_sec +
-										  (double)psb.st_mtim.tv_nsec / 1e9);
-						if (g >= 0)
-							snprintf(gap, sizeof gap, " (about %.0f s)", g);
-					}
-					int n2 = snprintf(note + used, note_size - (size_t)used,
-							  "%sthe worker stopped at %.1f s and another one continued the recording: "
-							  "the media before and after is joined, and what was sent in between%s is missing",
-							  used ? "; " : "", (double)end / 1e6, gap);
-					if (n2 > 0 && (size_t)(used + n2) < note_size)
-						used += n2;
-				}
-			}
-			dts += offset;
-			pts += offset;
-			if (dts < 0 || dts < last_dts[o] || (audio && dts < audio_end[o] - silence[o].frame_us / 2)) {
-				av_packet_unref(pkt); /* out of order, or late for a gap already filled */
-				continue;
-			}
-			/* The gap before this audio packet, and the audio that is by now missing behind the video. */
-			err = 0;
-			for (unsigned a = 0; a < out->nb_streams && !err; a++)
-				if (silence[a].pkt &&
-				    (err = fill_silence(out, (int)a, &silence[a], &audio_end[a], &last_dts[a],
-							(int)a == o ? dts : dts - FILL_LAG_US, &filled)) < 0 &&
-				    !(out->pb && out->pb->error)) {
-					/* Not the disk: keep the recording, without filling this stream's gaps. */
-					log_warn("recording %s: stream %u: silence cannot be filled: %s", r->job->recording_id,
-						 a, av_err2str(err));
-					silence_free(&silence[a]);
-					err = 0;
-				}
-			if (audio && dts + dur > audio_end[o])
-				audio_end[o] = dts + dur;
-			if (!audio && dur <= 0 && last_dts[o] != INT64_MIN && dts - last_dts[o] < 1000000)
-				dur = dts - last_dts[o]; /* a video frame lasts about as long as the one before it */
-			last_dts[o] = dts;
-			if (dts + dur > end)
-				end = dts + dur;
-			pkt->dts = dts;
-			pkt->pts = pts;
-			pkt->duration = dur;
-			pkt->pos = -1;
-			pkt->stream_index = o;
-			av_packet_rescale_ts(pkt, AV_TIME_BASE_Q, out->streams[o]->time_base);
-			if (err >= 0 && (err = av_interleaved_write_frame(out, pkt)) < 0)
-				log_warn("recording %s: part %d: a packet of stream %d was refused: %s", r->job->recording_id, n,
-					 pkt->stream_index, av_err2str(err));
-			if (err < 0 && out->pb && out->pb->error) {
-				avformat_close_input(&in);
-				job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
-				goto out;
+		}
+		int64_t dts = av_rescale_q(pkt->dts, ist->time_base, AV_TIME_BASE_Q);
+		int64_t pts = pkt->pts != AV_NOPTS_VALUE ? av_rescale_q(pkt->pts, ist->time_base, AV_TIME_BASE_Q) : dts;
+		int o = map[pkt->stream_index];
+		bool audio = j->silence[o].pkt != NULL;
+		int64_t dur = audio ? audio_packet_us(ist->codecpar, pkt, ist->time_base)
+				    : av_rescale_q(pkt->duration, ist->time_base, AV_TIME_BASE_Q);
+		if (first) {
+			first = false;
+			if (!j->joined_any) {
+				j->offset = -start; /* the earliest packet at 0 */
+				j->joined_any = true;
+			} else if (start + j->offset < j->end - 1000000) { /* starts over: a new attempt after a crash */
+				j->offset = j->end - start;
+				note_retry(j, in);
 			}
 		}
-		avformat_close_input(&in);
-		snprintf(prev_path, sizeof prev_path, "%s", path);
-	}
-	/* A microphone muted until the end: its silence lasts as long as the video. */
-	for (unsigned a = 0; a < out->nb_streams; a++)
-		if (silence[a].pkt && (err = fill_silence(out, (int)a, &silence[a], &audio_end[a], &last_dts[a], end, &filled)) < 0) {
-			job_error(r->job, "cannot write source.mkv: %s", av_err2str(err));
-			goto out;
+		dts += j->offset;
+		pts += j->offset;
+		if (dts < 0 || dts < j->last_dts[o] || (audio && dts < j->audio_end[o] - j->silence[o].frame_us / 2)) {
+			av_packet_unref(pkt); /* out of order, or late for a gap already filled */
+			continue;
 		}
-	if (filled > 0)
-		log_info("recording %s: %.2f s of silence filled where the audio had gaps", r->job->recording_id,
-			 (double)filled / 1e6);
-	if ((err = av_write_trailer(out)) < 0) {
-		job_error(r->job, "cannot finish source.mkv: %s", av_err2str(err));
-		goto out;
+		/* The gap before this audio packet, and the audio that is by now missing behind the video. */
+		err = 0;
+		for (unsigned a = 0; a < out->nb_streams && !err; a++)
+			if (j->silence[a].pkt &&
+			    (err = fill_silence(out, (int)a, &j->silence[a], &j->audio_end[a], &j->last_dts[a],
+						(int)a == o ? dts : dts - FILL_LAG_US, &j->filled)) < 0 &&
+			    !(out->pb && out->pb->error)) {
+				/* Not the disk: keep the recording, without filling this stream's gaps. */
+				log_warn("recording %s: stream %u: silence cannot be filled: %s", id, a, av_err2str(err));
+				silence_free(&j->silence[a]);
+				err = 0;
+			}
+		if (audio && dts + dur > j->audio_end[o])
+			j->audio_end[o] = dts + dur;
+		if (!audio && dur <= 0 && j->last_dts[o] != INT64_MIN && dts - j->last_dts[o] < 1000000)
+			dur = dts - j->last_dts[o]; /* a video frame lasts about as long as the one before it */
+		j->last_dts[o] = dts;
+		if (dts + dur > j->end)
+			j->end = dts + dur;
+		pkt->dts = dts;
+		pkt->pts = pts;
+		pkt->duration = dur;
+		pkt->pos = -1;
+		pkt->stream_index = o;
+		av_packet_rescale_ts(pkt, AV_TIME_BASE_Q, out->streams[o]->time_base);
+		if (err >= 0 && (err = av_interleaved_write_frame(out, pkt)) < 0)
+			log_warn("recording %s: part %d: a packet of stream %d was refused: %s", id, n, pkt->stream_index,
+				 av_err2str(err));
+		if (err < 0 && out->pb && out->pb->error) {
+			avformat_close_input(&in);
+			snprintf(j->why, sizeof j->why, "cannot write source.mkv: %s", av_err2str(err));
+			return -1;
+		}
 	}
-	avio_closep(&out->pb);
-	int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fsync_saying_so(r->job, fd) < 0 || rename(tmp, final) < 0) {
+	avformat_close_input(&in);
+	snprintf(j->prev_path, sizeof j->prev_path, "%s", path);
+	return 0;
+}
+
+/* Ends j's output: the audio's silence up to the end of the media (a microphone muted until the end lasts as long
+ * as the video), the trailer, fsync, and the rename to source.mkv. Returns 0 with *duration_s and *size, or -1 with
+ * j->why. */
+static int join_finish(struct join *j, double *duration_s, int64_t *size)
+{
+	int err;
+	for (unsigned a = 0; a < j->out->nb_streams; a++)
+		if (j->silence[a].pkt &&
+		    (err = fill_silence(j->out, (int)a, &j->silence[a], &j->audio_end[a], &j->last_dts[a], j->end,
+					&j->filled)) < 0) {
+			snprintf(j->why, sizeof j->why, "cannot write source.mkv: %s", av_err2str(err));
+			return -1;
+		}
+	if (j->filled > 0)
+		log_info("recording %s: %.2f s of silence filled where the audio had gaps", j->r->job->recording_id,
+			 (double)j->filled / 1e6);
+	if ((err = av_write_trailer(j->out)) < 0) {
+		snprintf(j->why, sizeof j->why, "cannot finish source.mkv: %s", av_err2str(err));
+		return -1;
+	}
+	avio_closep(&j->out->pb);
+	int fd = open(j->tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync_saying_so(j->finishing, fd) < 0 || rename(j->tmp, j->final) < 0) {
+		snprintf(j->why, sizeof j->why, "cannot publish source.mkv: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		job_error(r->job, "cannot publish source.mkv: %s", strerror(errno));
-		goto out;
+		return -1;
 	}
 	close(fd);
-	struct stat sb;
-	*size = stat(final, &sb) == 0 ? sb.st_size : 0;
-	*duration_s = (double)end / 1e6;
-	ret = 0;
-out:
-	if (out) {
-		if (out->pb)
-			avio_closep(&out->pb);
-		avformat_free_context(out);
+	j->published = true;
+	/* The rename is durable only with the folder: the job must not report a source.mkv a power loss can undo. */
+	int dfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync_saying_so(j->finishing, dfd) < 0) {
+		snprintf(j->why, sizeof j->why, "cannot make source.mkv durable: %s", strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
 	}
-	av_packet_free(&pkt);
+	close(dfd);
+	struct stat sb;
+	*size = stat(j->final, &sb) == 0 ? sb.st_size : 0;
+	*duration_s = (double)j->end / 1e6;
+	return 0;
+}
+
+/* Stops j's thread, if it runs: at once (abandon) or after the part it is appending. While it waits it says that
+ * job (when not NULL) is still finishing. */
+static void join_stop_thread(struct join *j, bool abandon, struct job *job)
+{
+	if (!j->running)
+		return;
+	atomic_store(&j->abandon, abandon);
+	pthread_mutex_lock(&j->lock);
+	j->quit = true;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	if (job)
+		join_thread_saying_so(job, j->thread);
+	else
+		pthread_join(j->thread, NULL);
+	j->running = false;
+}
+
+/* Closes j's output and removes its file unless it was published. */
+static void join_drop(struct join *j)
+{
+	if (j->out) {
+		if (j->out->pb)
+			avio_closep(&j->out->pb);
+		avformat_free_context(j->out);
+		j->out = NULL;
+	}
+	if (!j->published && j->tmp)
+		unlink(j->tmp);
+}
+
+/* Frees what j holds, and removes its file unless it was published. */
+static void join_free(struct join *j)
+{
+	join_stop_thread(j, true, NULL);
+	join_drop(j);
+	av_packet_free(&j->pkt);
 	for (int i = 0; i < MAX_STREAMS; i++)
-		silence_free(&silence[i]);
-	if (ret != 0 && tmp)
-		unlink(tmp);
-	free(tmp);
-	free(final);
+		silence_free(&j->silence[i]);
+	free(j->tmp);
+	free(j->final);
+	free(j->dir);
+	j->tmp = j->final = j->dir = NULL;
+}
+
+/* Whether the disk has room to append part n while recording: twice its size and JOIN_SPARE_BYTES free. Returns
+ * 0, or -1 with j->why. */
+static int join_room(struct join *j, int n)
+{
+	char path[4096];
+	struct stat sb;
+	struct statvfs vfs;
+	part_path(j->r, n, path, sizeof path);
+	if (stat(path, &sb) < 0)
+		sb.st_size = 0; /* no such part: nothing to append */
+	if (statvfs(j->dir, &vfs) < 0) {
+		snprintf(j->why, sizeof j->why, "free space unknown: %s", strerror(errno));
+		return -1;
+	}
+	long long room = (long long)vfs.f_bavail * (long long)vfs.f_frsize;
+	long long need = (long long)sb.st_size * 2 + JOIN_SPARE_BYTES;
+	if (room < need) {
+		snprintf(j->why, sizeof j->why, "%lld MB free, %lld MB wanted to append part %d (twice its size and %lld MB)",
+			 room >> 20, need >> 20, n, JOIN_SPARE_BYTES >> 20);
+		return -1;
+	}
+	return 0;
+}
+
+/* The background join: appends each part as soon as it is closed, and makes what it appended durable, so that
+ * the stop's fsync covers only the tail. It gives up (failed) on the first error; the stop then joins every part. */
+static void *join_thread(void *arg)
+{
+	struct join *j = arg;
+	pthread_mutex_lock(&j->lock);
+	for (;;) {
+		while (!j->quit && j->parts >= j->closed)
+			pthread_cond_wait(&j->cond, &j->lock);
+		if (j->quit)
+			break;
+		int n = j->parts + 1, last = j->closed;
+		pthread_mutex_unlock(&j->lock);
+		int64_t t = av_gettime_relative();
+		/* Begun with the streams of the parts already there: an earlier attempt's, or this one's first. */
+		int rc = j->out ? 0 : join_start(j, last);
+		if (rc == 1)
+			snprintf(j->why, sizeof j->why, "the first parts have no media");
+		if (rc == 0)
+			rc = join_room(j, n);
+		if (rc == 0)
+			rc = join_append(j, n);
+		if (rc == 0 && (avio_flush(j->out->pb), j->out->pb->error < 0)) {
+			snprintf(j->why, sizeof j->why, "cannot write source.mkv: %s", av_err2str(j->out->pb->error));
+			rc = -1;
+		}
+		int fd = rc == 0 ? open(j->tmp, O_RDONLY | O_CLOEXEC) : -1;
+		if (rc == 0 && (fd < 0 || fdatasync(fd) < 0)) {
+			snprintf(j->why, sizeof j->why, "cannot write source.mkv: %s", strerror(errno));
+			rc = -1;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (rc == 0)
+			log_info("recording %s: part %d joined while recording, in %.2f s", j->r->job->recording_id, n,
+				 (double)(av_gettime_relative() - t) / 1e6);
+		if (rc != 0 && !atomic_load(&j->abandon)) {
+			/* At once: a half-written join must not take the space the live capture needs. */
+			join_drop(j);
+			log_warn("recording %s: the join while recording gives up at part %d (%s): its file is removed, "
+				 "the stop joins every part", j->r->job->recording_id, n, j->why);
+		}
+		pthread_mutex_lock(&j->lock);
+		if (rc != 0) {
+			j->failed = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&j->lock);
+	return NULL;
+}
+
+/* Parts 1..n are closed: the background join may append them (started on the first call). */
+static void join_closed(struct recorder *r, int n)
+{
+	struct join *j = &r->join;
+	if (!j->running) {
+		if (j->failed)
+			return;
+		j->r = r;
+		int err = pthread_create(&j->thread, NULL, join_thread, j);
+		if (err != 0) {
+			snprintf(j->why, sizeof j->why, "no thread: %s", strerror(err));
+			j->failed = true; /* no thread runs: nothing else reads it */
+			return;
+		}
+		j->running = true;
+	}
+	pthread_mutex_lock(&j->lock);
+	j->closed = n;
+	pthread_cond_signal(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+/* At the stop: makes STORAGE_PATH/<id>/source.mkv from the parts, appending to what the background join made
+ * the parts it has not got to (the last one, usually), or joining every part when it gave up. Adds the gaps to
+ * note; *early and *late say how many parts were joined while recording and at the stop.
+ * Returns 0 with *duration_s and *size, or -1 after job_error(); 1 when there is no media. */
+static int join_parts(struct recorder *r, double *duration_s, int64_t *size, int *early, int *late, char *note,
+		      size_t note_size)
+{
+	struct join *j = &r->join;
+	int last = last_part_number(r->parts_dir), ret = -1;
+	join_stop_thread(j, false, r->job);
+	j->finishing = r->job; /* only now: the thread reads it */
+	*early = 0;
+	if (j->out && !j->failed) {
+		*early = j->parts;
+		int rc = 0;
+		for (int n = j->parts + 1; n <= last && rc == 0; n++)
+			rc = join_append(j, n);
+		if (rc == 0 && join_finish(j, duration_s, size) == 0) {
+			*late = last - *early;
+			snprintf(note, note_size, "%s", j->note);
+			join_free(j);
+			return 0;
+		}
+		if (!j->new_stream) { /* the disk: a second full pass would fail the same way */
+			job_error(r->job, "%s", j->why);
+			*late = last - *early;
+			join_free(j);
+			return -1;
+		}
+		j->failed = true;
+		*early = 0;
+	}
+	if (j->failed)
+		log_warn("recording %s: the join made while recording is not used (%s): every part is joined now",
+			 r->job->recording_id, j->why);
+	join_free(j);
+	struct join all = {.r = r, .finishing = r->job};
+	int rc = join_start(&all, last);
+	for (int n = 1; n <= last && rc == 0; n++)
+		rc = join_append(&all, n);
+	if (rc == 0)
+		rc = join_finish(&all, duration_s, size);
+	if (rc < 0)
+		job_error(r->job, "%s", all.why);
+	else
+		ret = rc;
+	*late = last;
+	snprintf(note, note_size, "%s", all.note);
+	join_free(&all);
 	return ret;
 }
 
 int record_run(struct job *job)
 {
-	struct recorder r = {.job = job, .cfg = job->cfg, .video = -1, .t0 = AV_NOPTS_VALUE};
+	struct recorder r = {.job = job, .cfg = job->cfg, .video = -1, .t0 = AV_NOPTS_VALUE,
+			     .join = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER}};
 	const AVIOInterruptCB interrupt = {record_interrupt_cb, &r};
 	AVPacket *pkt = av_packet_alloc();
 	enum end_reason reason = END_STOP;
@@ -1056,6 +1346,9 @@ int record_run(struct job *job)
 		goto out;
 	}
 	r.next_part = last_part_number(r.parts_dir) + 1;
+	/* A retry: the earlier attempts' parts are joined while this one records. */
+	if (r.next_part > 1)
+		join_closed(&r, r.next_part - 1);
 	job_progress(job, 0);
 
 	int64_t started = av_gettime_relative();
@@ -1171,7 +1464,9 @@ int record_run(struct job *job)
 	size_t used = strlen(note);
 	double duration = 0;
 	int64_t size = 0;
-	int joined = join_parts(&r, &duration, &size, note + used + (used ? 2 : 0), sizeof note - used - 2);
+	int early = 0, late = 0;
+	int64_t join_began = av_gettime_relative();
+	int joined = join_parts(&r, &duration, &size, &early, &late, note + used + (used ? 2 : 0), sizeof note - used - 2);
 	if (joined < 0)
 		goto out;
 	if (used && note[used + 2])
@@ -1185,6 +1480,9 @@ int record_run(struct job *job)
 		snprintf(note + used, sizeof note - used, "%sno media was received", used ? "; " : "");
 	}
 	json_object_object_add(result, "parts", json_object_new_int(last_part_number(r.parts_dir)));
+	/* How much of the join was left for the stop: what the stop waited for. */
+	log_info("recording %s: the join at the stop took %.2f s: %d part(s) joined at the stop, %d while recording",
+		 job->recording_id, (double)(av_gettime_relative() - join_began) / 1e6, late, early);
 	if (note[0])
 		json_object_object_add(result, "note", json_object_new_string(note));
 	job_result(job, result);
@@ -1197,6 +1495,7 @@ out:
 	av_freep(&r.waiting);
 	if (r.part.out)
 		part_close(&r);
+	join_free(&r.join);
 	if (r.in)
 		avformat_close_input(&r.in);
 	rtp_relay_stop(r.relay);

@@ -9,6 +9,7 @@ already captured stay on disk and play.
 Killed processes: see test_killed_processes_during_a_scripted_session."""
 
 import hashlib
+import re
 import signal
 import time
 import os
@@ -22,7 +23,7 @@ import pytest
 from helpers import API, Client, assert_json, make_token, unique
 from test_import import upload
 from test_probe import job_row, only_job, run_worker
-from test_record import Recording, media_end, sender
+from test_record import JOINED_AT_STOP, Recording, ffprobe_duration, media_end, sender
 from test_transcode import H264, make
 from test_worker import Workers, poll
 
@@ -142,6 +143,39 @@ def test_storage_full_during_a_recording(stack, db, workers, small_fs):
     # Every part but the one the disk filled up in holds media; the parts' timestamps continue each other.
     ends = [media_end(p) for p in parts[:-1]]
     assert ends == sorted(ends) and ends[-1] >= 3.0, (ends, [(p.name, p.stat().st_size) for p in parts])
+
+
+def test_the_capture_goes_on_when_the_join_while_recording_gives_up(stack, db, workers, small_fs):
+    # Room for the parts and one join of them, far from the 256 MB the join while recording keeps spare: it gives
+    # up at the first part and removes its file at once; the capture goes on and the stop joins every part.
+    fs = small_fs(4096)
+    rec = Recording(stack, db, workers)
+    rec.folder = fs / rec.id
+    worker = rec.start_worker(STORAGE_PATH=str(fs), VTP_RECORD_PART_S="2")
+    rec.wait_listening()
+    proc = sender(rec.vport, rec.aport, 8)
+    try:
+        poll("the join while recording to give up",
+             lambda: "the join while recording gives up at part 1" in worker.log.read_text(), timeout=30)
+        assert not list(rec.folder.glob("source.mkv.tmp*")), list(rec.folder.iterdir())
+        _, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0, err.decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    rec.wait_drained()
+    row = rec.stop()
+    assert row["state"] == "succeeded", row
+    log = worker.log.read_text()
+    assert re.search(r"gives up at part 1 \(\d+ MB free, \d+ MB wanted", log), log
+    assert "joined while recording, in" not in log, log
+    parts = sorted((rec.folder / "parts").iterdir())
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (len(parts), 0), log
+    # The capture went on after the give-up: the whole class is in source.mkv.
+    duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
+    assert abs(duration - 8) <= 0.5 and sorted(codecs) == ["opus", "vp8"], (duration, codecs)
+    assert not list(rec.folder.glob("source.mkv.tmp*")), list(rec.folder.iterdir())
 
 
 # ------------------------------------------------------------------ processes killed at random

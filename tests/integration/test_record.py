@@ -68,15 +68,26 @@ def port_taken(port):
         s.close()
 
 
-def udp_receive_queues():
-    """{socket inode: (local port, bytes waiting in its receive queue)} of every UDP socket."""
+def udp_sockets():
+    """{socket inode: the columns of its line in /proc/net/udp or udp6} of every UDP socket."""
     sockets = {}
     for table in ("/proc/net/udp", "/proc/net/udp6"):
         with open(table) as f:
             for line in f.readlines()[1:]:
                 cols = line.split()
-                sockets[cols[9]] = (int(cols[1].rsplit(":", 1)[1], 16), int(cols[4].split(":")[1], 16))
+                sockets[cols[9]] = cols
     return sockets
+
+
+def udp_receive_queues():
+    """{socket inode: (local port, bytes waiting in its receive queue)} of every UDP socket."""
+    return {inode: (int(cols[1].rsplit(":", 1)[1], 16), int(cols[4].split(":")[1], 16))
+            for inode, cols in udp_sockets().items()}
+
+
+def udp_drops():
+    """{socket inode: datagrams the kernel dropped because its receive queue was full} of every UDP socket."""
+    return {inode: int(cols[12]) for inode, cols in udp_sockets().items()}
 
 
 def socket_inodes(pid):
@@ -237,8 +248,15 @@ class Recording:
             if not recorder:
                 return False
             mine = [queues[i] for i in socket_inodes(recorder) if i in queues]
+            self.recorder_pid = recorder
             return len(mine) >= 4 and all(waiting == 0 for _, waiting in mine)
         poll("the recorder to read what was sent", drained, timeout=15)
+
+    def socket_drops(self):
+        """{inode: drops} of the recorder's UDP sockets (after wait_drained): the SDP's ports and the loopback
+        ones libavformat reads, which the relay's loss count cannot see."""
+        drops = udp_drops()
+        return {i: drops[i] for i in socket_inodes(self.recorder_pid) if i in drops}
 
     def recorded_s(self):
         """How much media the recorder has written, by its last health report (one a second while packets
@@ -357,7 +375,7 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     poll("5 s recorded", lambda: rec.recorded_s() >= 5, timeout=20)
     doomed.kill()
     doomed.wait()
-    rec.start_worker()  # claims the job once the lease of the dead one expires
+    retry = rec.start_worker()  # claims the job once the lease of the dead one expires
     poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
     _, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err.decode()
@@ -373,6 +391,11 @@ def test_sigkill_of_the_worker_is_recovered_by_another(stack, db, workers):
     # ... and what arrived once the retry had bound the ports again is joined after it.
     assert first + 1 <= duration <= 12.5, (first, duration)
     assert decode_errors(rec.folder / "source.mkv") == ""
+    # The first attempt's part was joined while the retry recorded; its stop joined only its own part.
+    log = retry.log.read_text()
+    assert "part 1 joined while recording" in log, log
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (1, 1), log
 
 
 def test_maximum_duration_ends_the_recording_and_says_so(stack, db, workers):
@@ -629,3 +652,107 @@ def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):
         assert got["audio"]["lost"] == 0 and 0 <= got["audio"]["jitter_ms"] < 100, got
     finally:
         fwd.close()
+
+
+JOINED_AT_STOP = r"the join at the stop took ([0-9.]+) s: (\d+) part\(s\) joined at the stop, (\d+) while recording"
+
+
+def packets_by_type(path):
+    """{"video"/"audio": [(pts in ms, size), ...]} of a file's packets, in file order."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=index,codec_type:packet=stream_index,pts,size",
+                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    info = json.loads(out)
+    kinds = {s["index"]: s["codec_type"] for s in info["streams"]}
+    got = {"video": [], "audio": []}
+    for p in info["packets"]:
+        got[kinds[p["stream_index"]]].append((int(p["pts"]), int(p["size"])))
+    return got
+
+
+def test_parts_are_joined_while_recording_and_the_stop_joins_only_the_last(stack, db, workers):
+    rec = Recording(stack, db, workers, "h264")
+    worker = rec.start_worker(VTP_RECORD_PART_S="3")
+    rec.wait_listening()
+    send(rec, 12, "h264")
+    rec.wait_drained()
+    drops = rec.socket_drops()
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    assert len(drops) >= 4 and all(n == 0 for n in drops.values()), drops
+    parts = sorted((rec.folder / "parts").iterdir())
+    assert len(parts) >= 4, parts
+    log = worker.log.read_text()
+    # Every part but the last was appended while the recording went on; the stop appended only the last.
+    assert re.findall(r"part (\d+) joined while recording", log) == [str(n) for n in range(1, len(parts))], log
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (1, len(parts) - 1), log
+    # The appends ran beside the capture: no RTP datagram was lost (a full receive queue would show as loss).
+    assert all(st["lost"] == 0 for st in rec.detail()["streams"]), rec.detail()
+    src = rec.folder / "source.mkv"
+    assert not list(rec.folder.glob("source.mkv.tmp*"))
+    duration, codecs = ffprobe_duration(src)
+    assert abs(duration - 12) <= 0.5 and codecs == ["h264", "opus"], (duration, codecs)
+    assert starts_with_keyframe(src) and decode_errors(src) == ""
+    # The same content as a join of every part at the stop: each part's packets, in order, moved by the first
+    # part's start, no more and no fewer (the audio may only gain silence: before the first packet, when the audio
+    # began 20 ms or more after the video, and at the end, up to the video's end).
+    joined = packets_by_type(src)
+    expected = {"video": [], "audio": []}
+    for part in parts:
+        for kind, packets in packets_by_type(part).items():
+            expected[kind].extend(packets)
+    zero = min(min(expected["video"])[0], min(expected["audio"])[0])
+    for kind in expected:
+        expected[kind] = [(pts - zero, size) for pts, size in expected[kind]]
+    assert joined["video"] == expected["video"]
+    audio = joined["audio"]
+    head = audio.index(expected["audio"][0]) if expected["audio"][0] in audio else -1
+    assert head >= 0 and audio[head:head + len(expected["audio"])] == expected["audio"], (audio[:20], expected["audio"][:20])
+    silent = audio[:head] + audio[head + len(expected["audio"]):]
+    assert len({size for _, size in silent}) <= 1, silent  # silent frames are one and the same frame
+    video, audio = stream_packets(src, "v"), stream_packets(src, "a")
+    assert all(b[0] > a[0] for a, b in zip(video, video[1:])), "video timestamps not increasing"
+    assert max(b[0] - a[0] for a, b in zip(video, video[1:])) <= 2 / 15 + 0.002, "a gap in the video"
+    assert max(abs(b[0] - a[1]) for a, b in zip(audio, audio[1:])) <= 0.021, "a gap or overlap in the audio"
+    assert abs(audio[-1][1] - video[-1][1]) <= 1 / 15, (audio[-1], video[-1])
+
+
+def test_a_retry_that_brings_a_camera_joins_every_part_at_the_stop(stack, db, workers):
+    rec = Recording(stack, db, workers)
+    doomed = rec.start_worker(VTP_RECORD_PART_S="2")
+    rec.wait_listening()
+    mic = sender(rec.vport, rec.aport, 30, video=None)  # the camera is off at first
+    try:
+        poll("two parts joined while recording",
+             lambda: "part 2 joined while recording" in doomed.log.read_text(), timeout=30)
+        doomed.kill()  # leaves a source.mkv.tmp behind, half-written
+        doomed.wait()
+    finally:
+        mic.kill()
+        mic.wait()
+    assert (rec.folder / "source.mkv.tmp-1").exists()
+    retry = rec.start_worker(VTP_RECORD_PART_S="2")
+    poll("the retry", lambda: rec.row()["attempts"] == 2 and rec.row()["state"] == "running", timeout=15)
+    rec.wait_listening()
+    send(rec, 6)  # camera and microphone
+    rec.wait_drained()
+    row = rec.stop()
+    assert row["state"] == "succeeded" and row["status"] == "processing", row
+    assert "another one continued" in row["detail"], row
+    log = retry.log.read_text()
+    # The retry began its join with the first attempt's parts (microphone only) and gave it up at its own first
+    # part, which has video: the stop joined every part, with every stream.
+    assert re.search(r"the join made while recording is not used \(part \d+ has a stream \(vp8\)", log), log
+    assert "source.mkv.tmp-1 of an earlier attempt removed" in log, log
+    parts = sorted((rec.folder / "parts").iterdir())
+    m = re.search(JOINED_AT_STOP, log)
+    assert m and (int(m[2]), int(m[3])) == (len(parts), 0), log
+    src = rec.folder / "source.mkv"
+    duration, codecs = ffprobe_duration(src)
+    assert codecs == ["opus", "vp8"], codecs
+    kinds = [packets_by_type(p) for p in parts]
+    # The first attempt's parts (a part cut before its first packet has none, and no span)
+    first = sum(media_span(p) for p, k in zip(parts, kinds) if k["audio"] and not k["video"])
+    assert first + 5 <= duration <= first + 30, (first, duration)
+    assert decode_errors(src) == ""
+    assert not list(rec.folder.glob("source.mkv.tmp*"))
