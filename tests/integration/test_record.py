@@ -725,7 +725,7 @@ def test_a_retry_that_brings_a_camera_joins_every_part_at_the_stop(stack, db, wo
     try:
         poll("two parts joined while recording",
              lambda: "part 2 joined while recording" in doomed.log.read_text(), timeout=30)
-        doomed.kill()  # leaves a source.mkv.tmp behind, half-written
+        doomed.kill()  # leaves source.mkv.tmp-1 behind, half-written
         doomed.wait()
     finally:
         mic.kill()
