@@ -143,7 +143,7 @@ static void *serve_fastcgi(void *unused)
 		if (rc < 0)
 			break;
 		serve_one(&db, fcgi_param, request.envp, fcgi_read, request.in, fcgi_write, request.out);
-		/* libfcgi closes a connection by waiting, in select(), until the web server has closed its end
+		/* libfcgi closes a connection by waiting, in poll(), until the web server has closed its end
 		 * (a lingering close: a socket closed with request data unread can reset the connection before
 		 * the answer is read). When the request's stdin is read to its end nothing is left unread, so
 		 * the connection is closed at once and this thread takes the next request without that wait. */

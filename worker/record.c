@@ -906,13 +906,12 @@ static int join_start(struct join *j, int last)
 	snprintf(name, sizeof name, "source.mkv.tmp-%d", r->job->attempt);
 	j->tmp = storage_path(r->cfg, r->job->recording_id, name);
 	j->final = storage_path(r->cfg, r->job->recording_id, "source.mkv");
-	j->dir = j->final ? strdup(j->final) : NULL;
+	j->dir = storage_path(r->cfg, r->job->recording_id, NULL);
 	j->pkt = av_packet_alloc();
 	if (!j->tmp || !j->dir || !j->pkt || avformat_alloc_output_context2(&j->out, NULL, "matroska", j->tmp) < 0) {
 		snprintf(j->why, sizeof j->why, "out of memory");
 		return -1;
 	}
-	*strrchr(j->dir, '/') = '\0';
 	remove_other_tmps(j, name);
 	for (int n = 1; n <= last; n++) {
 		if (j->finishing)

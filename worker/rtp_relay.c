@@ -334,10 +334,14 @@ static void send_moved_report(struct rtp_relay *relay, struct relay_stream *st, 
 		send_report(st, sr->ssrc, relay->pin_ntp + (sr->ntp - first), sr->rtp_timestamp);
 }
 
-/* True when a datagram from `from` is not the stream's sender's (see rtp_source_ip). Under the relay's lock. */
-static bool from_elsewhere(const struct relay_stream *st, const struct sockaddr_in *from)
+/* True, and counted, when a datagram from `from` is not the stream's sender's (see rtp_source_ip): it is
+ * dropped. Under the relay's lock. */
+static bool foreign_dropped(struct relay_stream *st, const struct sockaddr_in *from)
 {
-	return st->have_rtp_source && (from->sin_family != AF_INET || from->sin_addr.s_addr != st->rtp_source_ip);
+	if (!st->have_rtp_source || (from->sin_family == AF_INET && from->sin_addr.s_addr == st->rtp_source_ip))
+		return false;
+	st->foreign++;
+	return true;
 }
 
 /* Takes ip (network order) as the stream's sender, at its first counted packet; a sender report that came
@@ -372,8 +376,7 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			int pt = buf[1] & 0x7f;
 			int64_t arrival = arrival_ns(&msg);
 			pthread_mutex_lock(&relay->lock);
-			if (from_elsewhere(st, &from)) {
-				st->foreign++;
+			if (foreign_dropped(st, &from)) {
 				pthread_mutex_unlock(&relay->lock);
 				continue;
 			}
@@ -402,8 +405,7 @@ static void pump(struct rtp_relay *relay, struct relay_stream *st, int fd)
 			struct rtcp_sender_report sr;
 			bool found = rtcp_find_sender_report(buf, (size_t)n, &sr);
 			pthread_mutex_lock(&relay->lock);
-			if (from_elsewhere(st, &from)) {
-				st->foreign++;
+			if (foreign_dropped(st, &from)) {
 				pthread_mutex_unlock(&relay->lock);
 				continue;
 			}

@@ -152,15 +152,21 @@ def fcgi_read_response(sock):
                 return stdout.decode()
 
 
-def test_api_sigterm_finishes_the_request_under_way_then_exits(stack, tmp_path):
+def _api_on_own_socket(stack, tmp_path, threads="1", stderr=subprocess.DEVNULL):
+    """vtp-api serving FastCGI on a Unix socket of its own (as spawn-fcgi hands it one): its path and process."""
     path = str(tmp_path / "api.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(16)
-    env = dict(stack.env, VTP_API_THREADS="2")
-    api = subprocess.Popen([str(stack.build_dir / "vtp-api")], stdin=listener.fileno(), env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    api = subprocess.Popen([str(stack.build_dir / "vtp-api")], stdin=listener.fileno(),
+                           env=dict(stack.env, VTP_API_THREADS=threads),
+                           stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     listener.close()
+    return path, api
+
+
+def test_api_sigterm_finishes_the_request_under_way_then_exits(stack, tmp_path):
+    path, api = _api_on_own_socket(stack, tmp_path, threads="2", stderr=subprocess.PIPE)
     try:
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         client.connect(path)
@@ -209,16 +215,6 @@ def test_worker_waits_for_migrations_and_stops_on_sigterm(stack, fresh_db, tmp_p
             worker.wait()
 
 
-def _api_on_own_socket(stack, tmp_path, threads="1"):
-    path = str(tmp_path / "api.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(16)
-    api = subprocess.Popen([str(stack.build_dir / "vtp-api")], stdin=listener.fileno(),
-                           env=dict(stack.env, VTP_API_THREADS=threads),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    listener.close()
-    return path, api
 
 
 def _ask(path, method, body=b""):
