@@ -359,6 +359,7 @@ static json_object *health_json(struct recorder *r, double elapsed_s)
 		if (r->relay && rtp_relay_stats(r->relay, r->in->streams[i]->id, &rs) == 0) {
 			json_object_object_add(s, "lost", json_object_new_int64(rs.lost));
 			json_object_object_add(s, "jitter_ms", json_object_new_double(round(rs.jitter_ms * 10) / 10));
+			json_object_object_add(s, "foreign", json_object_new_int64(rs.foreign));
 		}
 		if (r->last_key_wall[i] > 0)
 			json_object_object_add(s, "last_keyframe_age_s",

@@ -636,6 +636,17 @@ def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):
         # While it records, the API shows the loss.
         poll("loss in GET /recordings/{id}", lambda: (h := rec.client.get(f"{API}/recordings/{rec.id}").json()["health"])
              and [st for st in h["streams"] if st["type"] == "video" and st["lost"] > 0], timeout=15)
+        # Someone else (127.0.0.2) sends RTP and RTCP to the audio's ports: dropped and counted, not lost.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.bind(("127.0.0.2", 0))
+            rtp = bytes([0x80, 111, 0, 1]) + (12345).to_bytes(4, "big") + (0xfeedbeef).to_bytes(4, "big") + b"x" * 40
+            for _ in range(5):
+                stranger.sendto(rtp, ("127.0.0.1", rec.aport))
+            for _ in range(3):
+                stranger.sendto(bytes([0x81, 201, 0, 1]) + (0xfeedbeef).to_bytes(4, "big"), ("127.0.0.1", rec.aport + 1))
+        poll("the stranger's datagrams in GET /recordings/{id}", lambda: [
+            st for st in rec.client.get(f"{API}/recordings/{rec.id}").json()["health"]["streams"]
+            if st["type"] == "audio" and st["foreign"] == 8], timeout=15)
         _, err = proc.communicate(timeout=40)
         assert proc.returncode == 0, err.decode()
         assert fwd.dropped > 10, (fwd.dropped, fwd.forwarded)
@@ -650,6 +661,7 @@ def test_lost_packets_and_jitter_are_counted_per_stream(stack, db, workers):
         assert fwd.dropped - 1 <= got["video"]["lost"] <= fwd.dropped, (got, fwd.dropped)
         assert got["video"]["jitter_ms"] >= 0, got
         assert got["audio"]["lost"] == 0 and 0 <= got["audio"]["jitter_ms"] < 100, got
+        assert (got["audio"]["foreign"], got["video"]["foreign"]) == (8, 0), got
     finally:
         fwd.close()
 
