@@ -38,6 +38,9 @@ struct job_kind {
 	 * (cancel, timeout, shutdown); 0: half a second. A recorder needs time
 	 * to finish its file. */
 	double stop_grace_s;
+	/* A cancel asks the job to end its work early, not to drop it (a recorder's stop is the end of the class):
+	 * when the job then fails, it failed (with its error, and retried), rather than being cancelled. */
+	bool finishes_on_stop;
 };
 
 /* The kind named name, or NULL (worker/kinds.c holds the table). */

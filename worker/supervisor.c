@@ -331,7 +331,7 @@ static void child_ended(struct slot *slot, int status)
 		set_outcome(slot, OUTCOME_SUCCEEDED, NULL);
 	} else if (slot->stop == STOP_SHUTDOWN) {
 		set_outcome(slot, OUTCOME_RELEASED, NULL);
-	} else if (slot->stop == STOP_CANCEL) {
+	} else if (slot->stop == STOP_CANCEL && !(slot->kind && slot->kind->finishes_on_stop)) {
 		set_outcome(slot, OUTCOME_CANCELLED, NULL);
 	} else if (slot->stop == STOP_TIMEOUT) {
 		snprintf(why, sizeof why, "timed out after %.0f s", slot->deadline - slot->started);

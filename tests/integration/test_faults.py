@@ -8,6 +8,7 @@ already captured stay on disk and play.
 
 Killed processes: see test_killed_processes_during_a_scripted_session."""
 
+import errno
 import hashlib
 import re
 import signal
@@ -23,7 +24,7 @@ import pytest
 from helpers import API, Client, assert_json, make_token, unique
 from test_import import upload
 from test_probe import job_row, only_job, run_worker
-from test_record import JOINED_AT_STOP, Recording, ffprobe_duration, media_end, sender
+from test_record import JOINED_AT_STOP, Recording, ffprobe_duration, media_end, packet_times, sender
 from test_transcode import H264, make
 from test_worker import Workers, poll
 
@@ -145,6 +146,18 @@ def test_storage_full_during_a_recording(stack, db, workers, small_fs):
     assert ends == sorted(ends) and ends[-1] >= 3.0, (ends, [(p.name, p.stat().st_size) for p in parts])
 
 
+def sent(proc, while_sending=None):
+    """Waits for the sender proc to end well (after while_sending(), when given); kills it on any failure."""
+    try:
+        if while_sending:
+            while_sending()
+        _, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0, err.decode()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_the_capture_goes_on_when_the_join_while_recording_gives_up(stack, db, workers, small_fs):
     # Room for the parts and one join of them, far from the 256 MB the join while recording keeps spare: it gives
     # up at the first part and removes its file at once; the capture goes on and the stop joins every part.
@@ -153,16 +166,11 @@ def test_the_capture_goes_on_when_the_join_while_recording_gives_up(stack, db, w
     rec.folder = fs / rec.id
     worker = rec.start_worker(STORAGE_PATH=str(fs), VTP_RECORD_PART_S="2")
     rec.wait_listening()
-    proc = sender(rec.vport, rec.aport, 8)
-    try:
+    def while_sending():
         poll("the join while recording to give up",
              lambda: "the join while recording gives up at part 1" in worker.log.read_text(), timeout=30)
         assert not list(rec.folder.glob("source.mkv.tmp*")), list(rec.folder.iterdir())
-        _, err = proc.communicate(timeout=40)
-        assert proc.returncode == 0, err.decode()
-    finally:
-        proc.kill()
-        proc.wait()
+    sent(sender(rec.vport, rec.aport, 8), while_sending)
     rec.wait_drained()
     row = rec.stop()
     assert row["state"] == "succeeded", row
@@ -176,6 +184,65 @@ def test_the_capture_goes_on_when_the_join_while_recording_gives_up(stack, db, w
     duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
     assert abs(duration - 8) <= 0.5 and sorted(codecs) == ["opus", "vp8"], (duration, codecs)
     assert not list(rec.folder.glob("source.mkv.tmp*")), list(rec.folder.iterdir())
+
+
+def fill_up(fs, leave):
+    """Fills the filesystem fs with a file of zeros until it is full, then gives back `leave` bytes."""
+    filler = fs / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    os.truncate(filler, filler.stat().st_size - leave)
+    return filler
+
+
+def test_storage_full_at_the_stop_keeps_every_part_and_the_retry_joins_them(stack, db, workers, small_fs):
+    # Room for the join while recording (it keeps 256 MB spare); once it has joined parts 1 and 2, the disk
+    # fills up, leaving room for the recorder to end part 3 (its last cluster, at most 1 s, is still in its
+    # memory: no more than what part 3 already has on disk) but not for part 3's copy in source.mkv.
+    fs = small_fs(300 * 1024)
+    rec = Recording(stack, db, workers)
+    rec.folder = fs / rec.id
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET max_attempts = 2 WHERE id = %s", (rec.job,))
+    # The retry waits 5 s: time for the test to see the failure and free the space first.
+    worker = rec.start_worker(STORAGE_PATH=str(fs), VTP_RECORD_PART_S="4", VTP_RETRY_BASE_MS="5000")
+    rec.wait_listening()
+    sent(sender(rec.vport, rec.aport, 11))
+    rec.wait_drained()
+    poll("parts 1 and 2 joined while recording",
+         lambda: "part 2 joined while recording" in worker.log.read_text(), timeout=15)
+    parts = sorted((rec.folder / "parts").iterdir())
+    assert len(parts) == 3, parts
+    filler = fill_up(fs, leave=parts[-1].stat().st_size)
+    assert rec.client.post(f"{API}/recordings/{rec.id}/stop").status_code == 202
+    row = poll("the stop's join to fail", lambda: (r := rec.row())["error"] and r, timeout=30)
+    # A failure, with its reason, to be retried: not a cancelled job (the stop is how a class ends).
+    assert row["state"] == "queued" and row["attempts"] == 1, row
+    # (the append of part 3 or the trailer after it: the muxer's buffer decides which write meets the full disk)
+    assert re.fullmatch(r"cannot (write|finish) source\.mkv: no space left on device", row["error"].lower()), row
+    # Nothing half-written is published or left behind.
+    assert not (rec.folder / "source.mkv").exists() and row["source_file"] is None, list(rec.folder.iterdir())
+    assert not list(rec.folder.glob("source.mkv.tmp*")), list(rec.folder.iterdir())
+    assert "the join made while recording is not used" not in worker.log.read_text()  # the disk: no second pass
+    # Every part is kept, whole (part 3 was ended properly): together they hold the class, to its last second.
+    assert sorted((rec.folder / "parts").iterdir()) == parts
+    ends = [media_end(p) for p in parts]
+    assert ends == sorted(ends) and ends[-1] >= 10, (ends, [(p.name, p.stat().st_size) for p in parts])
+    codecs = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+                             str(parts[-1])], capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(codecs) == ["opus", "vp8"], codecs
+    # Space again (an admin cleaned up): the retry joins every part, and the class is all there.
+    filler.unlink()
+    row = poll("the retry to finish", lambda: (r := rec.row())["state"] in ("succeeded", "failed") and r, timeout=60)
+    assert row["state"] == "succeeded" and row["attempts"] == 2 and row["status"] == "processing", row
+    duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
+    span = ends[-1] - min(packet_times(parts[0])[0])  # the parts' clock goes on; source.mkv starts at 0
+    assert abs(duration - span) <= 0.5 and sorted(codecs) == ["opus", "vp8"], (duration, span, codecs)
 
 
 # ------------------------------------------------------------------ processes killed at random

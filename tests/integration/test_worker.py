@@ -40,7 +40,8 @@ class Workers:
     def start(self, *args, **env):
         log = self.tmp_path / f"worker{len(self.procs)}.log"
         full_env = dict(self.stack.env, VTP_RETRY_BASE_MS="100", VTP_LEASE_S="3", VTP_HEARTBEAT_MS="300",
-                        VTP_LOG_LEVEL="debug", **{k: str(v) for k, v in env.items()})
+                        VTP_LOG_LEVEL="debug")
+        full_env.update({k: str(v) for k, v in env.items()})  # the test's own settings win
         with open(log, "w") as out:
             proc = subprocess.Popen([str(self.stack.build_dir / "vtp-worker"), *args], env=full_env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
