@@ -556,7 +556,9 @@ void recordings_list(struct vtp_ctx *ctx)
 		"      (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', $6::uuid))"
 		" AND " ACCESS_CAN_READ_SQL("$7", "$8")
 		" ORDER BY r.created_at DESC, r.id DESC LIMIT $9";
-	char status[32], room_id[256], owner_id[256], q[256], cursor[128], micros[24], limit_plus_one[24];
+	/* room_id and q hold up to 200 characters, which UTF-8 may spell in 4 bytes each; owner_id is a JWT sub (bytes) */
+	char status[32], room_id[200 * 4 + 1], owner_id[VTP_MAX_ID_LEN + 1], q[200 * 4 + 1], cursor[128], micros[24],
+		limit_plus_one[24];
 	struct vtp_buf pattern = {0}, page = {0};
 	PGresult *res = NULL;
 	const char *cursor_id = NULL;

@@ -185,6 +185,14 @@ int vtp_config_load(struct vtp_config *cfg, const char *path, char **error)
 		*error = xasprintf("jwt_alg must be HS256, RS256 or ES256, not \"%.32s\"", cfg->jwt_alg);
 		return -1;
 	}
+	/* The signed URLs' key comes from jwt_secret when not given; with RS256 or ES256 there is usually none,
+	 * and every playlist and download link would fail at its first request instead of here. */
+	if (strcmp(cfg->jwt_alg, "HS256") && !(cfg->url_signing_key && *cfg->url_signing_key) &&
+	    !(cfg->jwt_secret && *cfg->jwt_secret)) {
+		*error = xasprintf("url_signing_key is required when jwt_alg is %s (it signs the playlist and download "
+				   "links; with HS256 it is derived from jwt_secret)", cfg->jwt_alg);
+		return -1;
+	}
 	return 0;
 }
 

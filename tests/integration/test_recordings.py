@@ -434,6 +434,19 @@ def test_list_filters(base_url, users):
     assert ids(room_id=room, q="") == [b1["id"], a2["id"], a1["id"]]
 
 
+def test_list_filters_take_200_characters_of_any_script(base_url, users):
+    """room_id and q are limited in characters, like the fields they match: 200 of a script UTF-8 spells in
+    3 bytes (600 bytes) are a filter, not a 400; a 201st character is one too many for q."""
+    m = uuid.uuid4().hex[:8]
+    room = m + "教" * 192
+    title = m + "課" * 150
+    made = users.a.start_ok(room_id=room, title=title)["id"]
+    assert [i["id"] for i in assert_json(users.a.list(room_id=room), 200)["items"]] == [made]
+    assert [i["id"] for i in assert_json(users.a.list(q=m + "課" * 150), 200)["items"]] == [made]
+    assert [i["id"] for i in assert_json(users.a.list(q="課" * 200, room_id=room), 200)["items"]] == []
+    assert_problem(users.a.list(q="課" * 201), 400, "invalid_query")
+
+
 def test_list_q_wildcards_are_literal(base_url, users):
     room = unique("room")
     m = uuid.uuid4().hex[:8]

@@ -30,7 +30,7 @@ static int setup(void **state)
 	close(fd);
 	/* The tests own these settings: the caller's environment must not leak in. */
 	const char *vars[] = {"DATABASE_URL", "JWT_SECRET", "STORAGE_PATH", "PORT", "VTP_API_THREADS",
-			      "VTP_LOG_LEVEL", "VTP_JWT_ALG", "VTP_MAX_BODY_BYTES"};
+			      "VTP_LOG_LEVEL", "VTP_JWT_ALG", "VTP_MAX_BODY_BYTES", "VTP_URL_SIGNING_KEY"};
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
 	return 0;
@@ -97,6 +97,18 @@ static void test_file_errors(void **state)
 	expect_error("just words\n", "expected \"key = value\"");
 	expect_error("jwt_alg = none\n", "jwt_alg must be");
 	expect_error("log_level = loud\n", "log_level must be");
+	expect_error("jwt_alg = RS256\n", "url_signing_key is required when jwt_alg is RS256");
+	expect_error("jwt_alg = ES256\n", "url_signing_key is required when jwt_alg is ES256");
+}
+
+static void test_asymmetric_jwt_with_a_url_key(void **state)
+{
+	(void)state;
+	struct vtp_config cfg;
+	char *error = NULL;
+	write_config("jwt_alg = RS256\nurl_signing_key = 0123456789abcdef\n");
+	assert_int_equal(vtp_config_load(&cfg, path, &error), 0);
+	vtp_config_free(&cfg);
 }
 
 static void test_environment_errors(void **state)
@@ -123,6 +135,7 @@ int main(void)
 		cmocka_unit_test(test_file_and_environment),
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_environment_errors),
+		cmocka_unit_test(test_asymmetric_jwt_with_a_url_key),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
