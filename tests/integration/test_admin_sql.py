@@ -354,6 +354,43 @@ def check_retry_one(a, sql):
     # Not failed or cancelled: nothing changes and no id comes back.
     assert a.psql(sql, id=queued) == []
     assert a.state(queued, "state", "max_attempts", "run_at > now()") == ("queued", 5, True)
+    check_retry_revives(a, lambda job_id: a.psql(sql, id=job_id))
+
+
+def check_retry_revives(a, retry):
+    """The recording a failed job failed comes back with the job's retry (sql/013)."""
+    def recording(stopped):
+        rid = a.recording(status="failed")
+        a.q("UPDATE recordings SET status_detail = 'x failed: boom', stopped_at = CASE WHEN %s THEN now() END"
+            " WHERE id = %s", (stopped, rid))
+        return rid
+
+    def status(rid):
+        return a.q("SELECT status, status_detail FROM recordings WHERE id = %s", (rid,))[0]
+
+    # A later step: 'processing' (it moves on and settles when the job succeeds), once no other step is failed.
+    rid = recording(stopped=True)
+    probe = a.job(kind="probe", state="failed", recording_id=rid, last_error="boom")
+    thumbnail = a.job(kind="thumbnail", state="cancelled", recording_id=rid)
+    retry(probe)
+    assert status(rid) == ("failed", "x failed: boom")  # the thumbnail still stands failed
+    retry(thumbnail)
+    assert status(rid) == ("processing", None)
+    # A stopped class's record job keeps its stop (it joins the parts it has at once) and goes to 'stopping'.
+    stopped = recording(stopped=True)
+    record = a.job(kind="record", state="failed", recording_id=stopped, cancel_requested_at="-1 minute")
+    retry(record)
+    assert status(stopped) == ("stopping", None)
+    assert a.state(record, "state", "cancel_requested_at > now() - interval '1 minute'") == ("queued", True)
+    # A class that was never stopped listens again.
+    live = recording(stopped=False)
+    record = a.job(kind="record", state="failed", recording_id=live)
+    retry(record)
+    assert status(live) == ("pending", None) and a.state(record, "cancel_requested_at") is None
+    # A deleted recording stays as it is.
+    gone = a.recording(status="failed", deleted=True)
+    retry(a.job(kind="probe", state="failed", recording_id=gone))
+    assert status(gone)[0] == "failed"
 
 
 def check_retry_all(a, sql):
@@ -365,6 +402,13 @@ def check_retry_all(a, sql):
     assert {str(j) for j in jobs} <= {r["vtp_retry_failed"] for r in out}, out
     assert [(r["state"], r["max_attempts"]) for r in rows] == [("queued", "4"), ("queued", "8"), ("succeeded", "5")]
     assert a.state(jobs[0]) == "failed", "the transaction was rolled back"
+    # Two failed steps of one recording, retried together: the recording comes back (the second sees the first).
+    rid = a.recording(status="failed")
+    steps = [a.job(kind=k, state="failed", recording_id=rid) for k in ("thumbnail", "storyboard")]
+    ids = ",".join(map(str, steps))
+    out, rows = a.psql(sql, check=f"SELECT status FROM recordings WHERE id = '{rid}';", rollback=True)
+    assert {str(j) for j in steps} <= {r["vtp_retry_failed"] for r in out}, out
+    assert [r["status"] for r in rows] == ["processing"], (rows, ids)
 
 
 def check_retry_kind(a, sql):

@@ -200,7 +200,7 @@ def fill_up(fs, leave):
     return filler
 
 
-def test_storage_full_at_the_stop_keeps_every_part_and_the_retry_joins_them(stack, db, workers, small_fs):
+def test_storage_full_at_the_stop_keeps_every_part_and_a_retry_joins_them(stack, db, workers, small_fs):
     # Room for the join while recording (it keeps 256 MB spare); once it has joined parts 1 and 2, the disk
     # fills up, leaving room for the recorder to end part 3 (its last cluster, at most 1 s, is still in its
     # memory: no more than what part 3 already has on disk) but not for part 3's copy in source.mkv.
@@ -209,8 +209,7 @@ def test_storage_full_at_the_stop_keeps_every_part_and_the_retry_joins_them(stac
     rec.folder = fs / rec.id
     with db.cursor() as cur:
         cur.execute("UPDATE jobs SET max_attempts = 2 WHERE id = %s", (rec.job,))
-    # The retry waits 5 s: time for the test to see the failure and free the space first.
-    worker = rec.start_worker(STORAGE_PATH=str(fs), VTP_RECORD_PART_S="4", VTP_RETRY_BASE_MS="5000")
+    worker = rec.start_worker(STORAGE_PATH=str(fs), VTP_RECORD_PART_S="4")
     rec.wait_listening()
     sent(sender(rec.vport, rec.aport, 11))
     rec.wait_drained()
@@ -219,16 +218,21 @@ def test_storage_full_at_the_stop_keeps_every_part_and_the_retry_joins_them(stac
     parts = sorted((rec.folder / "parts").iterdir())
     assert len(parts) == 3, parts
     filler = fill_up(fs, leave=parts[-1].stat().st_size)
-    assert rec.client.post(f"{API}/recordings/{rec.id}/stop").status_code == 202
-    row = poll("the stop's join to fail", lambda: (r := rec.row())["error"] and r, timeout=30)
-    # A failure, with its reason, to be retried: not a cancelled job (the stop is how a class ends).
-    assert row["state"] == "queued" and row["attempts"] == 1, row
+    row = rec.stop()
+    # Failed, with its reason, after its 2 attempts: not cancelled (the stop is how a class ends). The second
+    # attempt kept the stop and tried the join at once, rather than listening for a stream again.
+    assert row["state"] == "failed" and row["attempts"] == 2, row
     # (the append of part 3 or the trailer after it: the muxer's buffer decides which write meets the full disk)
-    assert re.fullmatch(r"cannot (write|finish) source\.mkv: no space left on device", row["error"].lower()), row
+    error = r"cannot (write|finish) source\.mkv: no space left on device"
+    assert re.fullmatch(error, row["error"].lower()), row
+    assert row["status"] == "failed" and re.fullmatch("record failed: " + error, row["detail"].lower()), row
     # Nothing half-written is published or left behind.
     assert not (rec.folder / "source.mkv").exists() and row["source_file"] is None, list(rec.folder.iterdir())
     assert not list(rec.folder.glob("source.mkv.tmp*")), list(rec.folder.iterdir())
-    assert "the join made while recording is not used" not in worker.log.read_text()  # the disk: no second pass
+    # The disk: attempt 1 made no second, full pass after its join failed (attempt 2 had no join while
+    # recording to use: the disk was full when it began).
+    attempt_1 = worker.log.read_text().split(" attempt 1: failed")[0]
+    assert "the join made while recording is not used" not in attempt_1, attempt_1
     # Every part is kept, whole (part 3 was ended properly): together they hold the class, to its last second.
     assert sorted((rec.folder / "parts").iterdir()) == parts
     ends = [media_end(p) for p in parts]
@@ -236,10 +240,13 @@ def test_storage_full_at_the_stop_keeps_every_part_and_the_retry_joins_them(stac
     codecs = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
                              str(parts[-1])], capture_output=True, text=True, check=True).stdout.split()
     assert sorted(codecs) == ["opus", "vp8"], codecs
-    # Space again (an admin cleaned up): the retry joins every part, and the class is all there.
+    # Space again, and the admin's retry (docs/ADMIN.md): the parts are joined, the class is all there, and the
+    # recording goes on to its pipeline.
     filler.unlink()
+    with db.cursor() as cur:
+        cur.execute("SELECT * FROM vtp_retry_job(%s)", (rec.job,))
     row = poll("the retry to finish", lambda: (r := rec.row())["state"] in ("succeeded", "failed") and r, timeout=60)
-    assert row["state"] == "succeeded" and row["attempts"] == 2 and row["status"] == "processing", row
+    assert row["state"] == "succeeded" and row["attempts"] == 3 and row["status"] == "processing", row
     duration, codecs = ffprobe_duration(rec.folder / "source.mkv")
     span = ends[-1] - min(packet_times(parts[0])[0])  # the parts' clock goes on; source.mkv starts at 0
     assert abs(duration - span) <= 0.5 and sorted(codecs) == ["opus", "vp8"], (duration, span, codecs)
