@@ -3,7 +3,7 @@
 from one 1080p30 H.264/AAC source (the anchor's make-source.sh), made three ways in one run:
 
   ours        vtp-worker --once runs the transcode job (decode once, each rung scaled from the one above,
-              4 x libx264 veryfast in one process)
+              4 x libx264 in one process, each rung with its preset: the config default unless --presets)
   cli         the one-pass ffmpeg command line (../shared/anchors/ffmpeg-ladder.sh: split + var_stream_map)
   sequential  four ffmpeg runs, one per rung (the seed's way: the source decoded four times)
 
@@ -75,6 +75,14 @@ def run_ours(stack, db, rid, env):
     return t, float(state[2])
 
 
+def default_presets():
+    """The libx264 preset of each rung of lib/config.c's default transcode_profiles (veryfast when not given)."""
+    text = (ROOT / "lib" / "config.c").read_text()
+    profiles = re.search(r'"VTP_TRANSCODE_PROFILES",\s*((?:"[^"]*"\s*)+)\)', text)[1]
+    rungs = "".join(re.findall(r'"([^"]*)"', profiles)).split(",")
+    return [r.split(":")[-1] if r.split(":")[-1].isalpha() else "veryfast" for r in rungs]
+
+
 def median(values):
     ordered = sorted(values)
     n = len(ordered)
@@ -89,7 +97,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=1,
                     help="ours and the CLI run this many times, alternating which goes first (a shared machine's "
                          "load changes during a run); medians are compared")
+    ap.add_argument("--presets", metavar="P1,P2,P3,P4",
+                    help="our rungs' libx264 presets, 1080p first (default: those of the worker's default "
+                         "transcode_profiles); the CLI and the sequential runs keep the anchor's veryfast")
     args = ap.parse_args()
+    presets = args.presets.split(",") if args.presets else default_presets()
+    assert len(presets) == len(RUNGS), presets
     anchors = Path(args.anchors)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -131,7 +144,8 @@ def main():
                 cur.execute("UPDATE jobs SET state = 'cancelled', finished_at = now() WHERE recording_id = %s"
                             " AND state = 'queued'", (rid,))
             env = dict(stack.env, VTP_TRANSCODE_PROFILES=",".join(
-                f"{n}:{w}x{h}:{b}:{mx}:{buf}" for n, w, h, b, mx, buf in RUNGS), VTP_HLS_SEGMENT_S="6")
+                f"{n}:{w}x{h}:{b}:{mx}:{buf}:{p}" for (n, w, h, b, mx, buf), p in zip(RUNGS, presets)),
+                VTP_HLS_SEGMENT_S="6")
             for k in range(args.rounds):
                 for who in (("cli", "ours") if k % 2 == 0 else ("ours", "cli")):
                     loads.append(os.getloadavg()[0])
@@ -153,7 +167,8 @@ def main():
     results = {k: tuple(median([r[i] for r in v]) for i in range(3)) for k, v in runs.items()}
     results["sequential"] = sequential
     print(f"transcode ladder, {args.seconds} s 1080p30 source, 4 rungs, 6 s segments, {os.cpu_count()} CPUs, "
-          f"{args.rounds} round(s), load average {min(loads):.1f}-{max(loads):.1f}")
+          f"{args.rounds} round(s), load average {min(loads):.1f}-{max(loads):.1f}; our presets "
+          f"{','.join(presets)}, the CLI's and sequential runs' veryfast")
     for k in ("ours", "cli"):
         print(f"{k:12} runs (wall s): " + ", ".join(f"{r[0]:.1f}" for r in runs[k]))
     print(f"{'':12} {'wall s':>8} {'cpu s':>8} {'peak MB':>8}   (medians)")

@@ -12,6 +12,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* libx264's speed presets, fastest first. */
+static bool known_preset(const char *name)
+{
+	static const char *const presets[] = {"ultrafast", "superfast", "veryfast", "faster", "fast",
+					      "medium", "slow", "slower", "veryslow"};
+	for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+		if (strcmp(name, presets[i]) == 0)
+			return true;
+	return false;
+}
+
 int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char *why, size_t why_len)
 {
 	int n = 0;
@@ -24,17 +35,30 @@ int hls_parse_profiles(const char *text, struct hls_profile *out, int max, char 
 			snprintf(why, why_len, "more than %d profiles", max);
 			return -1;
 		}
-		int major = 0, minor = 0, more = 0;
+		int major = 0, minor = 0, more = 0, word = 0;
+		bool has_level = false;
 		if (sscanf(p, "%15[A-Za-z0-9_-]:%dx%d:%d:%d:%d%n", pr.name, &pr.width, &pr.height, &pr.kbps,
-			   &pr.max_kbps, &pr.buf_kbps, &used) != 6 ||
-		    (p[used] == ':' && (sscanf(p + used, ":%1d.%1d%n", &major, &minor, &more) != 2 || more != 4)) ||
-		    (p[used + more] != ',' && p[used + more] != '\0')) {
-			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps[:level]", n + 1);
+			   &pr.max_kbps, &pr.buf_kbps, &used) != 6)
+			used = -1;
+		if (used > 0 && p[used] == ':' && p[used + 1] >= '0' && p[used + 1] <= '9') {
+			if (sscanf(p + used, ":%1d.%1d%n", &major, &minor, &more) != 2 || more != 4)
+				used = -1;
+			else
+				used += more, has_level = true;
+		}
+		if (used > 0 && p[used] == ':') {
+			if (sscanf(p + used, ":%11[a-z]%n", pr.preset, &word) != 1 || !known_preset(pr.preset))
+				used = -1;
+			else
+				used += word;
+		}
+		if (used < 0 || (p[used] != ',' && p[used] != '\0')) {
+			snprintf(why, why_len, "profile %d is not name:WIDTHxHEIGHT:kbps:max_kbps:buffer_kbps[:level][:preset] "
+				 "(preset: one of libx264's, ultrafast to veryslow)", n + 1);
 			return -1;
 		}
-		used += more;
 		pr.level = major * 10 + minor;
-		if (more && (pr.level < 10 || pr.level > 62)) {
+		if (has_level && (pr.level < 10 || pr.level > 62)) {
 			snprintf(why, why_len, "profile %s has an H.264 level out of 1.0 to 6.2", pr.name);
 			return -1;
 		}

@@ -10,13 +10,17 @@
 
 /* One rung of the ladder as configured: "720p:1280x720:2800:2996:4200" is
  * name, the box it fits in, and target, peak and buffer bit rates (kb/s);
- * an optional sixth field is the H.264 level ("720p:...:4200:3.1"). */
+ * optional fields after them are the H.264 level ("720p:...:4200:3.1") and
+ * then libx264's preset ("720p:...:4200:ultrafast", "...:4200:3.1:superfast"). */
 struct hls_profile {
 	char name[16];
 	int width, height;
 	int kbps, max_kbps, buf_kbps;
 	int level; /* H.264 level_idc (31 for 3.1); 0: the encoder chooses */
+	char preset[12]; /* libx264's speed preset; "" is HLS_DEFAULT_PRESET */
 };
+
+#define HLS_DEFAULT_PRESET "veryfast"
 
 /* Parses a comma-separated list of profiles (levels 1.0 to 6.2); returns how many (1..max), or
  * -1 with a reason in why. */

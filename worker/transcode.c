@@ -234,7 +234,7 @@ static int open_video_encoder(struct transcode *t, struct rung *r, bool global_h
 		e->level = r->pr.level; /* the profile's: a player's decoder limit, not the encoder's guess */
 	if (global_header)
 		e->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-	av_opt_set(e->priv_data, "preset", "veryfast", 0);
+	av_opt_set(e->priv_data, "preset", r->pr.preset[0] ? r->pr.preset : HLS_DEFAULT_PRESET, 0);
 	av_opt_set(e->priv_data, "profile", "high", 0);
 	av_opt_set_int(e->priv_data, "forced-idr", 1, 0);
 	av_opt_set(e->priv_data, "x264-params", "scenecut=0:open-gop=0", 0);

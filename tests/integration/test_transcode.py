@@ -131,6 +131,12 @@ def offsets(starts):
     return [round(s[2] - starts[0][2], 3) for s in starts]
 
 
+def x264_settings(rung):
+    """The settings libx264 wrote into the first picture of a rung folder (its SEI: "cabac=1 ... subme=2 ...")."""
+    first = min(p for p in rung.iterdir() if p.name.startswith("seg_"))
+    return re.search(rb"x264 - core .*? options: (.*?)\x00", first.read_bytes(), re.S)[1].decode()
+
+
 def hls_check(*paths):
     proc = subprocess.run([NODE, str(ROOT / "tests/hls/check.js"), *map(str, paths)], capture_output=True,
                           text=True, timeout=60)
@@ -149,8 +155,10 @@ def test_h264_source_makes_aligned_ladder(stack, db, owner, sources):
     [(attrs, uri)] = variants(hls)
     assert uri == "360p/index.m3u8"
     assert attrs["RESOLUTION"] == "640x360" and attrs["FRAME-RATE"] == "30.000", attrs
-    assert re.fullmatch(r"avc1\.64[0-9a-f]{4},mp4a\.40\.2", attrs["CODECS"]), attrs
+    assert re.fullmatch(r"avc1\.(?:64|4d)[0-9a-f]{4},mp4a\.40\.2", attrs["CODECS"]), attrs
     assert int(attrs["BANDWIDTH"]) >= int(attrs["AVERAGE-BANDWIDTH"]) > 0, attrs
+    # The default ladder's 360p rung is encoded with ultrafast (subme 0; README, docs/performance.md).
+    assert re.search(r"\bsubme=0\b", x264_settings(hls / "360p")), x264_settings(hls / "360p")
     starts = segment_starts(hls / "360p")
     assert offsets(starts) == [0.0, 2.0, 4.0], starts  # 5 s in 2 s segments
     assert all(s[0] == 1 and s[1] == "I" for s in starts), starts
@@ -171,16 +179,20 @@ def test_h264_source_makes_aligned_ladder(stack, db, owner, sources):
 def test_ladder_rungs_share_idr_times_and_never_upscale(stack, db, owner, tmp_path):
     # A 960x720 (4:3) source: 720p, 480p and 360p rungs, no 1080p; MPEG-TS segments by option.
     src = make(tmp_path / "s.mp4", "960x720", seconds=5, args=H264)
-    # The 360p profile names its H.264 level (3.0); the others leave it to the encoder.
+    # The 360p profile names its H.264 level (3.0); the others leave it to the encoder. Presets: 720p superfast,
+    # 360p ultrafast (after its level), 480p none (veryfast).
+    ladder = LADDER.replace("360p:640x360:500:535:750", "360p:640x360:500:535:750:3.0:ultrafast").replace(
+        "720p:1280x720:2800:2996:4200", "720p:1280x720:2800:2996:4200:superfast")
     rid, row = transcode(stack, db, owner[1], src, "video/mp4", VTP_HLS_SEGMENT_TYPE="mpegts",
-                         VTP_TRANSCODE_PROFILES=LADDER.replace("360p:640x360:500:535:750", "360p:640x360:500:535:750:3.0"))
+                         VTP_TRANSCODE_PROFILES=ladder)
     assert row["state"] == "succeeded", row
     hls = Path(stack.storage_path) / rid / "hls"
     got = variants(hls)
     assert [(a["RESOLUTION"], u) for a, u in got] == [
         ("960x720", "720p/index.m3u8"), ("640x480", "480p/index.m3u8"), ("480x360", "360p/index.m3u8")], got
-    assert got[2][0]["CODECS"].startswith("avc1.64001e,"), got  # level_idc 30
-    assert not got[0][0]["CODECS"].startswith("avc1.64001e,"), got
+    # level_idc 30 (avc1.PPCCLL); ultrafast, without CABAC, needs only the Main profile (4d), veryfast High (64)
+    assert re.match(r"avc1\.4d..1e,", got[2][0]["CODECS"]) and got[1][0]["CODECS"].startswith("avc1.64"), got
+    assert not got[0][0]["CODECS"][9:11] == "1e", got
     bandwidths = [int(a["BANDWIDTH"]) for a, _ in got]
     assert bandwidths == sorted(bandwidths, reverse=True), got
     starts = {u.split("/")[0]: segment_starts(hls / u.split("/")[0]) for _, u in got}
@@ -189,14 +201,20 @@ def test_ladder_rungs_share_idr_times_and_never_upscale(stack, db, owner, tmp_pa
     assert all(s[0] == 1 and s[1] == "I" for s in starts["720p"]), starts
     assert list((hls / "720p").glob("seg_*.ts"))
     hls_check(hls / "master.m3u8", *(hls / u for _, u in got))
+    # Each rung was encoded with its preset: libx264 writes its settings into the first picture (subme is 0
+    # in ultrafast, 1 in superfast, 2 in veryfast; ultrafast also has no CABAC).
+    settings = {rung: x264_settings(hls / rung) for rung in ("720p", "480p", "360p")}
+    subme = {rung: re.search(r"\bsubme=(\d+)", text)[1] for rung, text in settings.items()}
+    assert subme == {"720p": "1", "480p": "2", "360p": "0"}, settings
+    assert "cabac=0" in settings["360p"] and "cabac=1" in settings["480p"], settings
 
 
 @pytest.mark.parametrize("name, resolution, codecs", [
-    ("odd", "500x282", r"avc1\.64[0-9a-f]{4},mp4a\.40\.2"),
-    ("vp8", "480x360", r"avc1\.64[0-9a-f]{4},mp4a\.40\.2"),
+    ("odd", "500x282", r"avc1\.(?:64|4d)[0-9a-f]{4},mp4a\.40\.2"),
+    ("vp8", "480x360", r"avc1\.(?:64|4d)[0-9a-f]{4},mp4a\.40\.2"),
     ("audio", None, r"mp4a\.40\.2"),
-    ("video", "640x360", r"avc1\.64[0-9a-f]{4}"),
-    ("vfr", "640x360", r"avc1\.64[0-9a-f]{4},mp4a\.40\.2"),
+    ("video", "640x360", r"avc1\.(?:64|4d)[0-9a-f]{4}"),
+    ("vfr", "640x360", r"avc1\.(?:64|4d)[0-9a-f]{4},mp4a\.40\.2"),
 ])
 def test_other_sources(stack, db, owner, sources, name, resolution, codecs):
     # VFR in MPEG-TS: its segments carry absolute timestamps, so ffprobe sees the real key frame times

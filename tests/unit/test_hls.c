@@ -30,11 +30,22 @@ static void profiles(void **state)
 			 2);
 	assert_int_equal(p[0].level, 31);
 	assert_int_equal(p[1].level, 0);
+	assert_string_equal(p[0].preset, "");
+	assert_int_equal(hls_parse_profiles("1080p:1920x1080:5000:5350:7500:4.0:superfast,360p:640x360:500:535:750:ultrafast",
+					    p, HLS_MAX_RUNGS, why, sizeof why),
+			 2);
+	assert_int_equal(p[0].level, 40);
+	assert_string_equal(p[0].preset, "superfast");
+	assert_int_equal(p[1].level, 0);
+	assert_string_equal(p[1].preset, "ultrafast");
 	const char *bad[] = {"", "360p", "360p:640x360:500:535", "360p:640x360:500:535:750,",
 			     "360p:640x360:500:400:750", "360p:8x8:500:535:750", "a/b:640x360:500:535:750",
 			     "x:640x360:500:535:750,x:320x180:200:250:300", "360p:640x360:500:535:750junk",
 			     "360p:640x360:500:535:750:", "360p:640x360:500:535:750:31", "360p:640x360:500:535:750:7.0",
-			     "360p:640x360:500:535:750:3.10", "360p:640x360:500:535:750:0.9"};
+			     "360p:640x360:500:535:750:3.10", "360p:640x360:500:535:750:0.9",
+			     "360p:640x360:500:535:750:quick", "360p:640x360:500:535:750:ultrafast:3.1",
+			     "360p:640x360:500:535:750:3.1:ultrafast:", "360p:640x360:500:535:750:Ultrafast",
+			     "360p:640x360:500:535:750:ultrafastultrafast", "360p:640x360:500:535:750:3.1:"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(hls_parse_profiles(bad[i], p, HLS_MAX_RUNGS, why, sizeof why), -1);
 	assert_int_equal(hls_parse_profiles("a:64x64:100:100:100,b:64x64:100:100:100", p, 1, why, sizeof why), -1);
