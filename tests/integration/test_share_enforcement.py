@@ -6,7 +6,9 @@ fcgi/progress.c, the router):
   share_expired at once; behind nginx a share's viewer gets ?token= segment URIs (checked by vtp-api), never
   nginx's secure links, which could not see a revocation; their uses count no views;
 - a share to a named user honours can_download, max_views, expiry and revocation as a link does;
-- a HEAD counts no view and logs no download.
+- anonymous link viewers cannot read or write each other's progress sessions (409 session_conflict);
+- a HEAD counts no view and logs no download;
+- a literal path (/recordings/start) answers 405 with Allow for another method, not the {id} routes' 400.
 
 Recordings are laid out by hand (test_segment_links.lay_out: an upload nobody probes, with hls/ folders), with
 a master playlist and the ladder written into the row."""
@@ -163,6 +165,22 @@ def test_user_share_download_allowed(ctx):
     assert_problem(ctx.user.get(f"{ctx.rec}/download"), 403, "share_expired")
 
 
+def test_link_viewers_keep_their_own_sessions(ctx):
+    a, b = share(ctx), share(ctx)
+    prog = f"{ctx.rec}/progress"
+    sess = "sess" + unique("x").replace("-", "")[-12:]
+    r = ctx.anon.post(prog + f"?share={a['token']}", {"session_id": sess, "event": "play", "position_s": 7})
+    assert r.status_code == 204, r.text
+    assert_problem(ctx.anon.get(prog, params={"share": b["token"], "session_id": sess}), 409, "session_conflict")
+    r = ctx.anon.post(prog + f"?share={b['token']}", {"session_id": sess, "event": "play", "position_s": 1})
+    assert_problem(r, 409, "session_conflict")
+    assert_problem(ctx.user.get(prog, params={"share": a["token"], "session_id": sess}), 409, "session_conflict")
+    got = assert_json(ctx.anon.get(prog, params={"share": a["token"], "session_id": sess}), 200)
+    assert got["position_s"] == 7, got
+    other = assert_json(ctx.anon.get(prog, params={"share": b["token"], "session_id": sess + "b"}), 200)
+    assert other["position_s"] == 0, other
+
+
 def head(client, path, params=None):
     """A HEAD (no body to check as Client.request does)."""
     return requests.head(client.base + path, params=params, headers=auth(client.tok), timeout=30,
@@ -187,3 +205,12 @@ def test_head_has_no_side_effects(ctx):
     assert downloads() == 0
     assert ctx.owner.get(f"{ctx.rec}/download").status_code == 200
     assert downloads() == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])
+def test_literal_path_with_another_method_is_405(ctx, method):
+    r = ctx.owner.request(method, f"{API}/recordings/start")
+    assert_problem(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "POST", r.headers
+    # An id route still takes an id: a word there is a 400.
+    assert_problem(ctx.owner.get(f"{API}/recordings/started"), 400, "invalid_uuid")
