@@ -226,7 +226,7 @@ void download_get(struct vtp_ctx *ctx)
 	static const char *const allowed[] = {"rendition", "token", NULL};
 	static const char sql[] =
 		"SELECT r.title, r.source_file FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
-	char token[URL_TOKEN_MAX + 1];
+	char token[URL_TOKEN_MAX + 1], share_id[URL_TOKEN_SHARE_SIZE];
 	bool by_url = false;
 	const char *id = ctx->params[0];
 	char rendition[40] = "original", name[STORAGE_NAME_MAX + 1];
@@ -246,9 +246,12 @@ void download_get(struct vtp_ctx *ctx)
 	by_url = got > 0;
 	if (by_url && check_token(ctx, rendition, token) < 0)
 		goto out;
+	if (by_url && url_token_share(token, share_id) && access_share_valid(ctx, id, share_id, true) < 0)
+		goto out;
 	if (by_url) {
 		/* The signature stands for the access check made when the URL
-		 * was given out; the recording must still exist. */
+		 * was given out (and the share it was given out for is still
+		 * good); the recording must still exist. */
 		const char *params[] = {id};
 		if (!(res = http_query(ctx, sql, 1, params)))
 			goto out;
@@ -280,7 +283,8 @@ void download_get(struct vtp_ctx *ctx)
 				     rendition);
 		goto out;
 	}
-	if (ctx->resp.status == 200 || ctx->resp.status == 206)
+	/* A HEAD sends no bytes: it is no download. */
+	if ((ctx->resp.status == 200 || ctx->resp.status == 206) && strcmp(ctx->req.method, "HEAD") != 0)
 		log_access(ctx, id, by_url ? "download_url" : "download", rendition, a.bytes);
 out:
 	vtp_buf_free(&disposition);
@@ -321,9 +325,12 @@ void download_url_get(struct vtp_ctx *ctx)
 		http_problem(ctx, 404, "rendition_not_found", "the recording has no %.32s file to download", rendition);
 		goto out;
 	}
-	if (access_check(ctx, id, ACCESS_DOWNLOAD) < 0)
+	struct access_share share;
+	if (access_check_share(ctx, id, ACCESS_DOWNLOAD, &share) < 0)
 		goto out;
-	time_t until = time(NULL) + expires_in;
+	/* A share's URL ends with the share, and names it so that each use
+	 * checks it again. */
+	time_t until = access_share_cap(&share, time(NULL) + expires_in);
 	snprintf(expires, sizeof expires, "%lld", (long long)until);
 	const char *params[] = {id, expires};
 	if (!(res = http_query(ctx, sql, 2, params)))
@@ -333,7 +340,9 @@ void download_url_get(struct vtp_ctx *ctx)
 		goto out;
 	}
 	token_scope(rendition, scope, sizeof scope);
-	if (!(token = url_token_make(&ctx->app->cfg, id, scope, until))) {
+	token = share.id[0] ? url_token_make_share(&ctx->app->cfg, id, scope, share.id, until)
+			    : url_token_make(&ctx->app->cfg, id, scope, until);
+	if (!token) {
 		log_error("no key to sign download URLs (url_signing_key or jwt_secret)");
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");
 		goto out;

@@ -13,15 +13,18 @@
 /* A watched or covered fraction at or above this counts as completed (docs/analytics.md). */
 #define COMPLETED_COVERAGE 0.9
 
-/* The share of a share-link viewer, so analytics can tell link views apart. */
-#define SHARE_ID_SQL(TOKEN)                                                                                    \
-	"(SELECT id FROM recording_sharing WHERE token_hash = sha256(convert_to(" TOKEN ", 'UTF8')))"
-
-/* Applies one event: $1 recording, $2 session, $3 sub ('' for a share-link viewer), SHARE the share's id,
- * $5 event, $6 position, $7..$8 range, $9 rate. */
-#define APPLY_SQL(SHARE)                                                                                       \
-	"vtp_progress_apply($1, $2, NULLIF($3, ''), " SHARE ", $5, $6::double precision, $7::double precision,"  \
+/* Applies one event: $1 recording, $2 session, $3 sub ('' for a share-link viewer), $4 the share that let the
+ * viewer in (NULL by identity), $5 event, $6 position, $7..$8 range, $9 rate. */
+#define APPLY_SQL                                                                                              \
+	"vtp_progress_apply($1, $2, NULLIF($3, ''), $4::uuid, $5, $6::double precision, $7::double precision,"   \
 	" $8::double precision, $9::double precision)"
+
+/* "Session SESSION of recording r was first used by another viewer": another user than SUB, or, for an
+ * anonymous viewer (SUB = ''), another share than SHARE: share-link viewers have no user id to tell them apart. */
+#define SESSION_CONFLICT_SQL(SESSION, SUB, SHARE)                                                              \
+	"EXISTS (SELECT 1 FROM playback_sessions o WHERE o.recording_id = r.id AND o.session_id = " SESSION     \
+	" AND (o.user_id IS DISTINCT FROM NULLIF(" SUB ", '')"                                                  \
+	" OR (o.user_id IS NULL AND o.share_id IS DISTINCT FROM " SHARE "::uuid)))"
 
 #define SESSION_ID_RULE "session_id must be 8 to 64 characters of A-Z, a-z, 0-9, _ and -"
 
@@ -70,13 +73,17 @@ void progress_post(struct vtp_ctx *ctx)
 	 * may read the recording by identity) is checked and applied in one
 	 * round trip; NULL means "not by identity": access_check() then
 	 * answers, or lets a share link in. */
-	static const char fast_sql[] = "SELECT CASE WHEN " ACCESS_CAN_READ_SQL("$3", "$10") " THEN " APPLY_SQL(
-		"$4::uuid") " END AS outcome FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
-	static const char share_sql[] = "SELECT " APPLY_SQL(SHARE_ID_SQL("$4")) " AS outcome";
+	static const char fast_sql[] = "SELECT CASE WHEN " ACCESS_CAN_READ_SQL("$3", "$10") " THEN " APPLY_SQL
+				       " END AS outcome FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	/* vtp_progress_apply() tells users apart; two share-link viewers are
+	 * told apart by their shares here, before it writes. */
+	static const char share_sql[] = "SELECT CASE WHEN " SESSION_CONFLICT_SQL("$2", "$3", "$4") " THEN 'session_conflict' ELSE " APPLY_SQL
+					" END AS outcome FROM recordings r WHERE r.id = $1";
 	const char *id = ctx->params[0];
 	json_object *body = NULL;
 	PGresult *res = NULL;
 	double position, from, to, rate;
+	struct access_share share;
 	char position_buf[32], from_buf[32], to_buf[32], rate_buf[32];
 
 	body = json_in_parse(ctx, ctx->req.body.data, ctx->req.body.len);
@@ -142,9 +149,15 @@ void progress_post(struct vtp_ctx *ctx)
 	if (!outcome) {
 		PQclear(res);
 		res = NULL;
-		params[3] = ctx->share;
-		if (access_check(ctx, id, ACCESS_PROGRESS) < 0 || !(res = http_query(ctx, share_sql, 9, params)))
+		if (access_check_share(ctx, id, ACCESS_PROGRESS, &share) < 0)
 			goto out;
+		params[3] = share.id[0] ? share.id : NULL;
+		if (!(res = http_query(ctx, share_sql, 9, params)))
+			goto out;
+		if (PQntuples(res) != 1) {
+			http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+			goto out;
+		}
 		outcome = vtp_db_get(res, 0, "outcome");
 	}
 	if (strcmp(outcome, "ok") == 0) {
@@ -170,15 +183,18 @@ void progress_get(struct vtp_ctx *ctx)
 	static const char sql[] =
 		"SELECT r.duration_s,"
 		" CASE WHEN $3 = '' THEN v.position_s ELSE s.position_s END AS position_s,"
-		" CASE WHEN $3 = '' THEN v.watched_s ELSE s.watched_s END AS watched_s"
+		" CASE WHEN $3 = '' THEN v.watched_s ELSE s.watched_s END AS watched_s,"
+		" $3 <> '' AND " SESSION_CONFLICT_SQL("$3", "$2", "$4") " AS conflict"
 		" FROM recordings r"
 		" LEFT JOIN playback_viewers v ON v.recording_id = r.id AND v.user_id = $2"
 		" LEFT JOIN playback_sessions s ON s.recording_id = r.id AND s.session_id = $3"
 		"  AND s.user_id IS NOT DISTINCT FROM NULLIF($2, '')"
+		"  AND (s.user_id IS NOT NULL OR s.share_id IS NOT DISTINCT FROM $4::uuid)"
 		" WHERE r.id = $1";
 	static const char *const allowed[] = {"session_id", NULL};
 	const char *id = ctx->params[0];
 	PGresult *res = NULL;
+	struct access_share share;
 	char session[80];
 
 	if (http_query_only(ctx, allowed) < 0)
@@ -192,19 +208,23 @@ void progress_get(struct vtp_ctx *ctx)
 		http_problem(ctx, 400, "invalid_query", SESSION_ID_RULE);
 		goto out;
 	}
-	if (access_check(ctx, id, ACCESS_PROGRESS) < 0)
+	if (access_check_share(ctx, id, ACCESS_PROGRESS, &share) < 0)
 		goto out;
 	if (!has_session && access_is_anonymous(ctx)) {
 		http_problem(ctx, 400, "invalid_query",
 			     "with a share link only, name the player's session: ?session_id=");
 		goto out;
 	}
-	const char *params[] = {id, ctx->who.sub, session};
-	res = http_query(ctx, sql, 3, params);
+	const char *params[] = {id, ctx->who.sub, session, share.id[0] ? share.id : NULL};
+	res = http_query(ctx, sql, 4, params);
 	if (!res)
 		goto out;
 	if (PQntuples(res) != 1) {
 		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+		goto out;
+	}
+	if (strcmp(vtp_db_get(res, 0, "conflict"), "t") == 0) {
+		http_problem(ctx, 409, "session_conflict", "session_id %s belongs to another viewer", session);
 		goto out;
 	}
 	const char *duration = vtp_db_get(res, 0, "duration_s");

@@ -110,13 +110,28 @@ static bool method_matches(const char *route_method, const char *method)
 	return strcmp(route_method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
 }
 
+/* Whether some route's pattern is path itself, with no parameter. */
+static bool is_literal_path(const char *path)
+{
+	for (size_t i = 0; i < vtp_routes_count; i++)
+		if (strcmp(vtp_routes[i].pattern, path) == 0)
+			return true;
+	return false;
+}
+
 static const struct route *find_route(struct vtp_ctx *ctx)
 {
 	const struct route *found = NULL;
 	struct vtp_buf allow = {0};
+	/* A path that is some route's literal pattern (/api/v1/recordings/start)
+	 * is that endpoint's whatever the method: a wrong one is 405, never a
+	 * {id} route's 400 for the word taken as an id. */
+	bool literal = is_literal_path(ctx->req.path);
 	for (size_t i = 0; i < vtp_routes_count && !found; i++) {
 		const char *params[HTTP_MAX_PARAMS] = {0};
 		char *storage;
+		if (literal && strchr(vtp_routes[i].pattern, '{'))
+			continue;
 		if (!route_match(vtp_routes[i].pattern, ctx->req.path, params, &storage))
 			continue;
 		if (method_matches(vtp_routes[i].method, ctx->req.method)) {

@@ -113,6 +113,23 @@ static void answer_playlist(struct vtp_ctx *ctx, const char *name, const struct 
 	http_header(ctx, "Cache-Control", "private, no-store");
 }
 
+/* A stream token valid until expires, or until the share that let the
+ * caller in ends if that is sooner, carrying the share's id so that each use
+ * checks it again (access_share_valid()). NULL when there is no key (logged);
+ * the caller frees the result. */
+static char *make_token(struct vtp_ctx *ctx, const struct access_share *share, time_t expires)
+{
+	char *token;
+	expires = access_share_cap(share, expires);
+	if (share->id[0])
+		token = url_token_make_share(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, share->id, expires);
+	else
+		token = url_token_make(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, expires);
+	if (!token)
+		log_error("no url_signing_key or jwt_secret: stream URLs cannot be signed");
+	return token;
+}
+
 void stream_master_get(struct vtp_ctx *ctx)
 {
 	static const char *const allowed[] = {"share", NULL};
@@ -125,7 +142,8 @@ void stream_master_get(struct vtp_ctx *ctx)
 		free(bad);
 		return;
 	}
-	PGresult *res = access_query(ctx, ctx->params[0], ACCESS_READ, sql);
+	struct access_share share;
+	PGresult *res = access_query_share(ctx, ctx->params[0], ACCESS_READ, sql, &share);
 	if (!res)
 		return;
 	if (strcmp(vtp_db_get(res, 0, "ready"), "t") != 0) {
@@ -138,9 +156,8 @@ void stream_master_get(struct vtp_ctx *ctx)
 	if (life > STREAM_TOKEN_MAX_S)
 		life = STREAM_TOKEN_MAX_S;
 	PQclear(res);
-	char *token = url_token_make(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, time(NULL) + (time_t)life);
+	char *token = make_token(ctx, &share, time(NULL) + (time_t)life);
 	if (!token) {
-		log_error("no url_signing_key or jwt_secret: stream URLs cannot be signed");
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");
 		return;
 	}
@@ -150,14 +167,18 @@ void stream_master_get(struct vtp_ctx *ctx)
 }
 
 /* The ?token= of a media playlist or segment request, checked against the
- * recording (and the recording must still exist); or, without one, the
- * caller's Bearer token or share link as for any read, and then a fresh
- * token into token. Returns 0, or -1 after answering. */
-static int check_token(struct vtp_ctx *ctx, char *token, size_t size)
+ * recording (which must still exist) and, for a token given out on a
+ * share's strength, against that share (still neither revoked nor expired);
+ * or, without one, the caller's Bearer token or share link as for any read,
+ * and then a fresh token into token. *shared tells whether the token is a
+ * share's. Returns 0, or -1 after answering. */
+static int check_token(struct vtp_ctx *ctx, char *token, size_t size, bool *shared)
 {
 	static const char *const allowed[] = {"token", "share", NULL};
 	static const char sql[] = "SELECT 1 FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	char share_id[URL_TOKEN_SHARE_SIZE];
 	char *bad = http_query_check(ctx->req.query, allowed);
+	*shared = false;
 	if (bad) {
 		http_problem(ctx, 400, "invalid_query", "%s", bad);
 		free(bad);
@@ -167,9 +188,10 @@ static int check_token(struct vtp_ctx *ctx, char *token, size_t size)
 	if (got == 0) {
 		/* No token: the router has authenticated a Bearer token (the route
 		 * is ROUTE_URL_TOKEN); a reader gets the URIs signed as from the master. */
-		if (access_check(ctx, ctx->params[0], ACCESS_PROGRESS) < 0)
+		struct access_share share;
+		if (access_check_share(ctx, ctx->params[0], ACCESS_PROGRESS, &share) < 0)
 			return -1;
-		char *made = url_token_make(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, time(NULL) + STREAM_TOKEN_MIN_S);
+		char *made = make_token(ctx, &share, time(NULL) + STREAM_TOKEN_MIN_S);
 		if (!made || strlen(made) >= size) {
 			free(made);
 			http_problem(ctx, 500, "internal_error", "the request could not be completed");
@@ -177,6 +199,7 @@ static int check_token(struct vtp_ctx *ctx, char *token, size_t size)
 		}
 		snprintf(token, size, "%s", made);
 		free(made);
+		*shared = share.id[0] != '\0';
 		return 0;
 	}
 	enum url_token_status st = got < 0 ? URL_TOKEN_INVALID
@@ -188,6 +211,10 @@ static int check_token(struct vtp_ctx *ctx, char *token, size_t size)
 	if (st != URL_TOKEN_OK) {
 		http_problem(ctx, 403, "url_token_invalid", "this stream URL is not valid for this recording");
 		return -1;
+	}
+	if (url_token_share(token, share_id)) {
+		*shared = true;
+		return access_share_valid(ctx, ctx->params[0], share_id, false);
 	}
 	const char *params[] = {ctx->params[0]};
 	PGresult *res = http_query(ctx, sql, 1, params);
@@ -205,7 +232,8 @@ static int check_token(struct vtp_ctx *ctx, char *token, size_t size)
 void stream_media_get(struct vtp_ctx *ctx)
 {
 	char token[URL_TOKEN_MAX + 1], name[STORAGE_NAME_MAX + 1];
-	if (check_token(ctx, token, sizeof token) < 0)
+	bool shared;
+	if (check_token(ctx, token, sizeof token, &shared) < 0)
 		return;
 	if (!valid_rendition(ctx->params[1])) {
 		http_problem(ctx, 404, "rendition_not_found", "no such rendition");
@@ -222,6 +250,11 @@ void stream_media_get(struct vtp_ctx *ctx)
 	fclose(f);
 	struct uri_signing sign = {.token = token, .rendition = ctx->params[1], .expires = url_token_expires(token)};
 	const char *secret = http_param(ctx, LINK_SECRET_PARAM);
+	/* A share's viewer gets ?token= segment URIs, which come here and check
+	 * the share again: a revoked share stops at the next segment. nginx's
+	 * links cannot see a revocation. */
+	if (shared)
+		secret = NULL;
 	if (secret && strlen(secret) >= URL_LINK_SECRET_MIN)
 		sign.link_secret = secret;
 	else if (secret && *secret)
@@ -234,8 +267,9 @@ void stream_segment_get(struct vtp_ctx *ctx)
 {
 	char token[URL_TOKEN_MAX + 1], name[STORAGE_NAME_MAX + 1];
 	const char *type = segment_type(ctx->params[2]);
+	bool shared;
 	/* The token first: without one the answer is 401 whatever the name. */
-	if (check_token(ctx, token, sizeof token) < 0)
+	if (check_token(ctx, token, sizeof token, &shared) < 0)
 		return;
 	if (!valid_rendition(ctx->params[1]) || !type) {
 		http_problem(ctx, 404, "segment_not_found", "no such segment");

@@ -1,4 +1,4 @@
-/* url_token.c: HMAC-SHA256 URL tokens over recording id, scope and expiry, and nginx secure_link queries (url_token.h). */
+/* url_token.c: HMAC-SHA256 URL tokens over recording id, scope, expiry (and a share id), and nginx secure_link queries (url_token.h). */
 #include "url_token.h"
 
 #include "mem.h"
@@ -71,9 +71,9 @@ static void b64url(const unsigned char *in, size_t len, char *out)
 	out[o] = '\0';
 }
 
-/* The MAC of one (recording, scope, expiry), base64url, into out[MAC_B64_LEN + 1]. */
+/* The MAC of one (recording, scope, expiry[, share]), base64url, into out[MAC_B64_LEN + 1]. */
 static int mac(const struct vtp_config *cfg, const char *recording_id, const char *scope, long long expires,
-	       char *out)
+	       const char *share_id, char *out)
 {
 	unsigned char key[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
 	size_t key_len = 0;
@@ -81,10 +81,11 @@ static int mac(const struct vtp_config *cfg, const char *recording_id, const cha
 	if (signing_key(cfg, key, &key_len) < 0)
 		return -1;
 	/* Newline-separated: neither an id nor a scope may hold one, so no two
-	 * different triples give the same message. */
+	 * different tuples give the same message (a share token's has a fifth line). */
 	if (strchr(recording_id, '\n') || strchr(scope, '\n'))
 		return -1;
-	char *msg = xasprintf("v1\n%s\n%s\n%lld", recording_id, scope, expires);
+	char *msg = share_id ? xasprintf("v1\n%s\n%s\n%lld\n%s", recording_id, scope, expires, share_id)
+			     : xasprintf("v1\n%s\n%s\n%lld", recording_id, scope, expires);
 	HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, strlen(msg), md, &md_len);
 	free(msg);
 	OPENSSL_cleanse(key, sizeof key);
@@ -92,12 +93,34 @@ static int mac(const struct vtp_config *cfg, const char *recording_id, const cha
 	return 0;
 }
 
+/* A lower-case UUID: the only share id a token carries. */
+static bool is_share_id(const char *s, size_t len)
+{
+	static const char shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	if (len != sizeof shape - 1)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (shape[i] == '-' ? s[i] != '-' : !strchr("0123456789abcdef", s[i]) || !s[i])
+			return false;
+	return true;
+}
+
 char *url_token_make(const struct vtp_config *cfg, const char *recording_id, const char *scope, time_t expires)
 {
 	char m[MAC_B64_LEN + 1];
-	if (expires <= 0 || mac(cfg, recording_id, scope, (long long)expires, m) < 0)
+	if (expires <= 0 || mac(cfg, recording_id, scope, (long long)expires, NULL, m) < 0)
 		return NULL;
 	return xasprintf("%lld.%s", (long long)expires, m);
+}
+
+char *url_token_make_share(const struct vtp_config *cfg, const char *recording_id, const char *scope,
+			   const char *share_id, time_t expires)
+{
+	char m[MAC_B64_LEN + 1];
+	if (expires <= 0 || !share_id || !is_share_id(share_id, strlen(share_id)) ||
+	    mac(cfg, recording_id, scope, (long long)expires, share_id, m) < 0)
+		return NULL;
+	return xasprintf("%lld.%s.%s", (long long)expires, share_id, m);
 }
 
 time_t url_token_expires(const char *token)
@@ -112,15 +135,30 @@ time_t url_token_expires(const char *token)
 	return (time_t)v;
 }
 
+bool url_token_share(const char *token, char *out)
+{
+	const char *first = token ? strchr(token, '.') : NULL;
+	const char *second = first ? strchr(first + 1, '.') : NULL;
+	out[0] = '\0';
+	if (!second || !is_share_id(first + 1, (size_t)(second - first - 1)))
+		return false;
+	memcpy(out, first + 1, URL_TOKEN_SHARE_SIZE - 1);
+	out[URL_TOKEN_SHARE_SIZE - 1] = '\0';
+	return true;
+}
+
 enum url_token_status url_token_check(const struct vtp_config *cfg, const char *recording_id, const char *scope,
 				      const char *token, time_t now)
 {
 	time_t expires = url_token_expires(token);
 	if (expires <= 0 || strlen(token) > URL_TOKEN_MAX)
 		return URL_TOKEN_INVALID;
-	const char *given = strchr(token, '.') + 1;
+	char share_id[URL_TOKEN_SHARE_SIZE];
+	bool shared = url_token_share(token, share_id);
+	const char *given = strchr(token, '.') + 1 + (shared ? URL_TOKEN_SHARE_SIZE : 0);
 	char want[MAC_B64_LEN + 1];
-	if (strlen(given) != MAC_B64_LEN || mac(cfg, recording_id, scope, (long long)expires, want) < 0)
+	if (strlen(given) != MAC_B64_LEN ||
+	    mac(cfg, recording_id, scope, (long long)expires, shared ? share_id : NULL, want) < 0)
 		return URL_TOKEN_INVALID;
 	if (CRYPTO_memcmp(want, given, MAC_B64_LEN) != 0)
 		return URL_TOKEN_INVALID;

@@ -8,8 +8,10 @@
 #include <stdbool.h>
 #include <time.h>
 
-/* Longest token url_token_make() returns, without the NUL. */
-#define URL_TOKEN_MAX 64
+/* Longest token url_token_make() or url_token_make_share() returns, without the NUL. */
+#define URL_TOKEN_MAX 100
+/* Room for the share id a token carries (a UUID) and its NUL. */
+#define URL_TOKEN_SHARE_SIZE 37
 
 /* What url_token_check() finds. */
 enum url_token_status {
@@ -26,10 +28,22 @@ enum url_token_status {
  * frees the result. */
 char *url_token_make(const struct vtp_config *cfg, const char *recording_id, const char *scope, time_t expires);
 
+/* As url_token_make(), for a caller let in by the share share_id (a UUID):
+ * "<expires>.<share_id>.<MAC>", the share id signed with the rest, so whoever
+ * checks the token learns which share to check again (url_token_share()).
+ * NULL also when share_id is not a lower-case UUID. The caller frees it. */
+char *url_token_make_share(const struct vtp_config *cfg, const char *recording_id, const char *scope,
+			   const char *share_id, time_t expires);
+
 /* Checks token against recording_id and scope at time now (constant-time
  * comparison). A token of another recording or scope is URL_TOKEN_INVALID. */
 enum url_token_status url_token_check(const struct vtp_config *cfg, const char *recording_id, const char *scope,
 				      const char *token, time_t now);
+
+/* The share id a token carries into out (URL_TOKEN_SHARE_SIZE bytes):
+ * true for a token of url_token_make_share(), false (out empty) otherwise.
+ * Not a check: read it after url_token_check() said URL_TOKEN_OK. */
+bool url_token_share(const char *token, char *out);
 
 /* The expiry written in a token (0 when malformed); not a check. */
 time_t url_token_expires(const char *token);

@@ -173,7 +173,10 @@ static void test_dispatch_not_found_and_method(void **state)
 				  sizeof out),
 			 405);
 	assert_non_null(strstr(out, "Allow: GET, HEAD, DELETE"));
-	assert_int_equal(dispatch("GET", "/api/v1/recordings/start", NULL, NULL, NULL, out, sizeof out), 401);
+	/* A literal path is its own endpoint: another method is 405, not an {id} route taking "start". */
+	assert_int_equal(dispatch("GET", "/api/v1/recordings/start", NULL, NULL, NULL, out, sizeof out), 405);
+	assert_non_null(strstr(out, "Allow: POST\r\n"));
+	assert_int_equal(dispatch("GET", "/api/v1/recordings/starts", NULL, NULL, NULL, out, sizeof out), 401);
 }
 
 static void test_dispatch_needs_token(void **state)

@@ -8,6 +8,7 @@
 
 #include "../../lib/url_token.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,6 +84,38 @@ static void malformed(void **state)
 	assert_null(url_token_make(&cfg, ID, "a\nb", 2000000000));
 }
 
+/* A share's token carries the share id, signed: changing or dropping it breaks the signature. */
+static void share_tokens(void **state)
+{
+	(void)state;
+	struct vtp_config cfg = config("0123456789abcdef-secret", NULL);
+	const char *share = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+	char out[URL_TOKEN_SHARE_SIZE];
+	char *t = url_token_make_share(&cfg, ID, "stream", share, 2000000000);
+	assert_non_null(t);
+	assert_true(strlen(t) <= URL_TOKEN_MAX);
+	assert_int_equal(url_token_check(&cfg, ID, "stream", t, 0), URL_TOKEN_OK);
+	assert_int_equal(url_token_check(&cfg, ID, "stream", t, 2000000001), URL_TOKEN_EXPIRED);
+	assert_int_equal(url_token_check(&cfg, OTHER, "stream", t, 0), URL_TOKEN_INVALID);
+	assert_true(url_token_share(t, out));
+	assert_string_equal(out, share);
+	assert_int_equal(url_token_expires(t), 2000000000);
+	char *other = strdup(t);
+	other[11] = '1'; /* another share id, same signature */
+	assert_int_equal(url_token_check(&cfg, ID, "stream", other, 0), URL_TOKEN_INVALID);
+	/* The share id cut out: the signature was over it. */
+	char *plain = url_token_make(&cfg, ID, "stream", 2000000000);
+	snprintf(other, strlen(t) + 1, "2000000000.%s", strrchr(t, '.') + 1);
+	assert_int_equal(url_token_check(&cfg, ID, "stream", other, 0), URL_TOKEN_INVALID);
+	assert_false(url_token_share(plain, out));
+	assert_string_equal(out, "");
+	assert_null(url_token_make_share(&cfg, ID, "stream", "not-a-uuid", 2000000000));
+	assert_null(url_token_make_share(&cfg, ID, "stream", "0A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D", 2000000000));
+	free(plain);
+	free(other);
+	free(t);
+}
+
 /* The query nginx's secure_link_md5 "$secure_link_expires$uri <secret>" accepts: the expected MD5 was
  * computed outside (echo -n '<expires><path> <secret>' | openssl md5 -binary | base64url). */
 static void nginx_link(void **state)
@@ -118,6 +151,7 @@ int main(void)
 		cmocka_unit_test(round_trip),
 		cmocka_unit_test(never_opens_another),
 		cmocka_unit_test(malformed),
+		cmocka_unit_test(share_tokens),
 		cmocka_unit_test(nginx_link),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
