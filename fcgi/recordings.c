@@ -435,7 +435,7 @@ out:
  * 27.5 us of CPU with a json_agg(... ORDER BY) subquery and a second one for the report, 22 us so. The
  * aggregates see the jobs newest first, as the subquery orders them (jobs_out() sorts them again). */
 #define GET_ONE_SQL                                                                                            \
-	"SELECT " RECORDING_OBJECT_COLUMNS ", " ACCESS_CAN_READ_SQL("$2", "$3") " AS can_read, x.jobs, x.health" \
+	"SELECT " RECORDING_OBJECT_COLUMNS ", " ACCESS_CAN_READ_DIRECT_SQL("$2", "$3") " AS can_read, x.jobs, x.health" \
 	" FROM recordings r CROSS JOIN LATERAL (SELECT string_agg(" JOB_TEXT_SQL ", ',') AS jobs,"            \
 	"  ((array_agg(progress_detail) FILTER (WHERE " HEALTH_OK_SQL "))[1])::text AS health"                \
 	"  FROM (SELECT id, kind, state, progress, progress_detail FROM jobs WHERE recording_id = r.id"       \
@@ -458,8 +458,16 @@ void recordings_get(struct vtp_ctx *ctx)
 	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
 	if (!(res = http_query(ctx, one_sql, 3, params)))
 		goto out;
-	if (PQntuples(res) != 1 || strcmp(vtp_db_get(res, 0, "can_read"), "t") != 0) {
+	if (PQntuples(res) != 1) {
 		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
+		goto out;
+	}
+	if (strcmp(vtp_db_get(res, 0, "can_read"), "t") != 0) {
+		/* Not the owner, an admin or a participant: a user share may let them read it, with its limits and
+		 * its view counted (access_check(): 403 when used up, 404 when there is none). */
+		PQclear(res);
+		if ((res = access_query(ctx, id, ACCESS_READ, sql)))
+			recording_answer(ctx, 200, res);
 		goto out;
 	}
 	int col[N_COLUMNS];

@@ -33,7 +33,7 @@ def ctx(stack, base_url, db):
         pass
 
     c = Ctx()
-    c.db, c.base = db, base_url
+    c.db, c.base, c.stack = db, base_url, stack
     c.u_sub = unique("u")
     c.owner = Client(base_url, make_token(stack, unique("own"), "instructor"))
     c.user = Client(base_url, make_token(stack, c.u_sub, "student"))
@@ -152,6 +152,21 @@ def test_user_share_honours_download_views_and_revocation(ctx):
     assert_problem(ctx.anon.get(segs[0]), 403, "share_revoked")
     assert_problem(ctx.anon.get(media_url), 403, "share_revoked")
     assert_problem(ctx.user.get(thumb), 403, "share_revoked")
+
+
+def test_user_share_read_of_the_recording_counts_and_ends(ctx):
+    """GET /recordings/{id} by a user who reads it only through a user share: a view, and the share's limits;
+    the owner's own reads count nothing."""
+    s = share(ctx, user_id=ctx.u_sub, max_views=2)
+    assert assert_json(ctx.user.get(ctx.rec), 200)["id"] == ctx.rid
+    assert assert_json(ctx.owner.get(ctx.rec), 200)["id"] == ctx.rid
+    assert views(ctx, s["id"]) == 1
+    assert_json(ctx.user.get(ctx.rec), 200)
+    assert views(ctx, s["id"]) == 2
+    assert_problem(ctx.user.get(ctx.rec), 403, "share_exhausted")
+    assert views(ctx, s["id"]) == 2
+    assert_problem(Client(ctx.base, make_token(ctx.stack, unique("other"), "student")).get(ctx.rec), 404,
+                   "recording_not_found")
 
 
 def test_user_share_download_allowed(ctx):
