@@ -1,0 +1,54 @@
+"""Scratch folders are per attempt: a transcode attempt that dies leaves STORAGE/<id>/hls-tmp-<job>-<attempt>
+behind; the next attempt writes its own folder, removes the dead one's, and publishes hls/ with nothing of
+the first attempt left. (A child outliving its lease is covered in test_worker.py.)"""
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from helpers import Client, assert_json, make_token, poll, unique
+from test_import import upload
+from test_probe import job_row, only_job, run_worker
+from test_transcode import H264, make
+
+
+def files_under(path):
+    return [p for p in path.rglob("*") if p.is_file()]
+
+
+def test_a_killed_transcode_attempt_leaves_its_scratch_to_the_next_one_which_removes_it(stack, db, tmp_path):
+    source = make(tmp_path / "long.mp4", "640x360", seconds=60, args=H264)
+    c = Client(stack.frontends["nginx"], make_token(stack, unique("inst"), "instructor"))
+    rid = assert_json(upload(c, source.read_bytes(), "video/mp4"), 201)["id"]
+    for kind in ("probe", "playable"):
+        step = only_job(db, rid, kind)
+        run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S="2")
+        assert job_row(db, step)["state"] == "succeeded", job_row(db, step)
+    job_id = only_job(db, rid, "transcode")
+    folder = Path(stack.storage_path) / rid
+    first, second = folder / f"hls-tmp-{job_id}-1", folder / f"hls-tmp-{job_id}-2"
+    with open(tmp_path / "worker.log", "w") as out:
+        worker = subprocess.Popen([str(stack.build_dir / "vtp-worker"), "--queues", "heavy:1"],
+                                  env=dict(stack.env, VTP_RETRY_BASE_MS="100", VTP_HLS_SEGMENT_S="2"), stdout=out,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        poll(lambda: first.is_dir() and files_under(first), 60, what="attempt 1 to write its scratch folder")
+        children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 1, children  # one heavy slot: the transcode's child
+        os.kill(int(children[0]), signal.SIGKILL)
+        # Attempt 2 works in its own folder, and attempt 1's is gone before it writes there.
+        poll(lambda: second.is_dir() and not first.exists(), 60, interval=0.01, what="attempt 2's own scratch folder")
+        poll(lambda: job_row(db, job_id)["state"] == "succeeded", 120, what="attempt 2 to succeed")
+        assert worker.poll() is None
+    finally:
+        worker.kill()
+        worker.wait()
+    with db.cursor() as cur:
+        cur.execute("SELECT attempt, outcome, error FROM job_attempts WHERE job_id = %s ORDER BY attempt", (job_id,))
+        history = cur.fetchall()
+    assert [(a, outcome) for a, outcome, _ in history] == [(1, "failed"), (2, "succeeded")], history
+    assert "killed by signal 9" in history[0][2]
+    assert not [p.name for p in folder.iterdir() if p.name.startswith("hls-tmp")], list(folder.iterdir())
+    assert (folder / "hls" / "master.m3u8").is_file()
+    assert files_under(folder / "hls" / "360p")
