@@ -1,16 +1,32 @@
-"""Scratch folders are per attempt: a transcode attempt that dies leaves STORAGE/<id>/hls-tmp-<job>-<attempt>
-behind; the next attempt writes its own folder, removes the dead one's, and publishes hls/ with nothing of
-the first attempt left. (A child outliving its lease is covered in test_worker.py.)"""
+"""Leases and the files of a job's attempts. Scratch folders are per attempt: a transcode attempt that dies
+leaves STORAGE/<id>/hls-tmp-<job>-<attempt> behind; the next attempt writes its own folder, removes the dead
+one's, and publishes hls/ with nothing of the first attempt left. A recorder is the one job that outlives a
+lease its worker cannot renew (a live class cannot be sent again): with PostgreSQL stopped for longer than
+the lease it keeps recording, and once the database is back its worker renews the lease and the recording is
+whole, in one attempt. (Other jobs being killed before their lease ends is in test_worker.py.)"""
 
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
+
+import psycopg2
+import pytest
 
 from helpers import Client, assert_json, make_token, poll, unique
 from test_import import upload
 from test_probe import job_row, only_job, run_worker
+from test_record import Recording, ffprobe_duration, sender
 from test_transcode import H264, make
+from test_worker import Workers, child_of, dead
+
+
+@pytest.fixture
+def workers(stack, tmp_path):
+    w = Workers(stack, tmp_path)
+    yield w
+    w.stop_all()
 
 
 def files_under(path):
@@ -52,3 +68,45 @@ def test_a_killed_transcode_attempt_leaves_its_scratch_to_the_next_one_which_rem
     assert not [p.name for p in folder.iterdir() if p.name.startswith("hls-tmp")], list(folder.iterdir())
     assert (folder / "hls" / "master.m3u8").is_file()
     assert files_under(folder / "hls" / "360p")
+
+
+def test_a_recorder_keeps_recording_through_a_database_outage_longer_than_its_lease(stack, db, workers):
+    lease_s = 3  # Workers.start's VTP_LEASE_S
+    rec = Recording(stack, db, workers)
+    worker = rec.start_worker()
+    rec.wait_listening()
+    proc = sender(rec.vport, rec.aport, 14)
+    poll(lambda: rec.recorded_s() >= 2, 20, what="2 s recorded")
+    recorder = child_of(worker)
+    db.close()
+    stack.pg_stop()
+    try:
+        # What is checked is a duration: the recorder stays alive past the lease it cannot renew.
+        until = time.monotonic() + lease_s + 1.5
+        while time.monotonic() < until:
+            assert not dead(recorder), "the recorder was stopped during the outage"
+            time.sleep(0.05)
+    finally:
+        stack.pg_start()
+    rec.db = psycopg2.connect(stack.database_url)
+    rec.db.autocommit = True
+    try:
+        def renewed():
+            with rec.db.cursor() as cur:
+                cur.execute("SELECT lease_expires_at > clock_timestamp() + interval '1 second' FROM jobs"
+                            " WHERE id = %s AND state = 'running' AND attempts = 1", (rec.job,))
+                row = cur.fetchone()
+            return row and row[0]
+        poll(renewed, 15, what="the recorder's worker to renew its lease")
+        assert child_of(worker) == recorder
+        _, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0, err.decode()
+        rec.wait_drained()
+        row = rec.stop()
+        assert row["state"] == "succeeded" and row["attempts"] == 1, row
+        duration, _ = ffprobe_duration(rec.folder / "source.mkv")
+        assert abs(duration - 14) <= 0.5, duration  # nothing lost to the outage
+        log = worker.log.read_text()
+        assert "stopping it" not in log and "lease expired" not in log, log[-3000:]
+    finally:
+        rec.db.close()
