@@ -303,6 +303,10 @@ static void guard_update(struct supervisor *s, struct slot *slot)
 /* The claim or a renewal sent at the time sent succeeded: the lease holds until sent + lease_s. */
 static void lease_renewed(struct supervisor *s, struct slot *slot, double sent)
 {
+	/* A renewal that got through only after the guard killed the child renews nothing that still runs: the
+	 * log line about the kill keeps the times of the last renewal the child lived under. */
+	if (slot->pid > 0 && lease_guard[slot - s->slots].fired == slot->pid)
+		return;
 	slot->lease_until = sent + (double)s->cfg->lease_s;
 	guard_update(s, slot);
 }
