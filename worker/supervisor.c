@@ -769,7 +769,28 @@ static void publish_partials(struct supervisor *s)
 	}
 }
 
-/* Timers: leases, the reaper, pruning, deadlines and kills. */
+/* The children's own timers: job deadlines, shutdown and kills after a stop's grace. They need no database,
+ * so they run on every pass: a job past its deadline during an outage is still stopped and killed. */
+static void run_child_timers(struct supervisor *s, double now)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *slot = &s->slots[i];
+		if (!slot->used || slot->pid <= 0)
+			continue;
+		if (slot->stop == STOP_NONE && now >= slot->deadline)
+			request_stop(slot, STOP_TIMEOUT);
+		if (s->stopping && slot->stop == STOP_NONE && now >= s->stop_deadline)
+			request_stop(slot, STOP_SHUTDOWN);
+		if (slot->stop != STOP_NONE && slot->kill_at > 0 && now >= slot->kill_at) {
+			kill(slot->pid, SIGKILL);
+			slot->kill_at = 0;
+		}
+		if (slot->stop == STOP_NONE && s->stopping && s->cfg->shutdown_grace_s == 0)
+			request_stop(slot, STOP_SHUTDOWN);
+	}
+}
+
+/* Timers that need the database: leases, the reaper, pruning, the time budget. */
 static void run_timers(struct supervisor *s, double now)
 {
 	publish_partials(s);
@@ -794,21 +815,6 @@ static void run_timers(struct supervisor *s, double now)
 		if (n > 0)
 			log_info("pruned %ld finished jobs older than %ld days", n, s->cfg->job_history_days);
 		s->next_prune = now + PRUNE_EVERY_S;
-	}
-	for (int i = 0; i < MAX_SLOTS; i++) {
-		struct slot *slot = &s->slots[i];
-		if (!slot->used || slot->pid <= 0)
-			continue;
-		if (slot->stop == STOP_NONE && now >= slot->deadline)
-			request_stop(slot, STOP_TIMEOUT);
-		if (s->stopping && slot->stop == STOP_NONE && now >= s->stop_deadline)
-			request_stop(slot, STOP_SHUTDOWN);
-		if (slot->stop != STOP_NONE && slot->kill_at > 0 && now >= slot->kill_at) {
-			kill(slot->pid, SIGKILL);
-			slot->kill_at = 0;
-		}
-		if (slot->stop == STOP_NONE && s->stopping && s->cfg->shutdown_grace_s == 0)
-			request_stop(slot, STOP_SHUTDOWN);
 	}
 	if (s->options->until_idle && s->options->budget_s > 0 && now >= s->budget_end)
 		begin_shutdown(s, "time budget spent");
@@ -840,7 +846,8 @@ static int poll_timeout_ms(struct supervisor *s, double now)
 		if (slot->stop == STOP_NONE && slot->deadline < next)
 			next = slot->deadline;
 		double unsure = slot->lease_until - lease_margin(s->cfg);
-		if (slot->pid > 0 && slot->stop != STOP_LEASE_LOST && slot->lease_until > 0 && unsure < next)
+		if (slot->pid > 0 && slot->stop != STOP_LEASE_LOST && slot->lease_until > 0 &&
+		    !keeps_running_without_lease(slot) && unsure < next)
 			next = unsure;
 	}
 	if (s->stopping && s->stop_deadline > now && s->stop_deadline < next)
@@ -978,6 +985,7 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 				if (s->slots[i].used && s->slots[i].pid > 0 && now >= s->stop_deadline)
 					request_stop(&s->slots[i], STOP_SHUTDOWN);
 		}
+		run_child_timers(s, now);
 		if (finished(s))
 			break;
 		loop_once(s);

@@ -70,6 +70,12 @@ def test_a_killed_transcode_attempt_leaves_its_scratch_to_the_next_one_which_rem
     assert files_under(folder / "hls" / "360p")
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_a_recorder_keeps_recording_through_a_database_outage_longer_than_its_lease(stack, db, workers):
     lease_s = 3  # Workers.start's VTP_LEASE_S
     rec = Recording(stack, db, workers)
@@ -81,11 +87,15 @@ def test_a_recorder_keeps_recording_through_a_database_outage_longer_than_its_le
     db.close()
     stack.pg_stop()
     try:
+        cpu_before = cpu_seconds(worker.pid)
         # What is checked is a duration: the recorder stays alive past the lease it cannot renew.
         until = time.monotonic() + lease_s + 1.5
         while time.monotonic() < until:
             assert not dead(recorder), "the recorder was stopped during the outage"
             time.sleep(0.05)
+        # The worker waits for its next reconnect instead of waking at once for the recorder's lost lease.
+        outage_cpu = cpu_seconds(worker.pid) - cpu_before
+        assert outage_cpu < 0.5, f"the worker used {outage_cpu:.2f} s of CPU in a {lease_s + 1.5} s outage"
     finally:
         stack.pg_start()
     rec.db = psycopg2.connect(stack.database_url)
