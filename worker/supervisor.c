@@ -77,6 +77,7 @@ struct supervisor {
 	const struct supervisor_options *options;
 	struct vtp_db db;
 	PGconn *listening; /* the connection LISTEN was issued on */
+	bool listen_failed; /* the last ensure_listening failed: wait for next_connect even on an open connection */
 	char worker[128];
 	char queue_list[256]; /* "light,heavy" for SQL */
 	char kind_list[512];  /* the kinds this worker can run, for SQL */
@@ -103,6 +104,7 @@ static struct {
 	volatile pid_t pid;
 	volatile double kill_at;
 	volatile pid_t fired; /* the child the handler killed, until it is reaped */
+	volatile double fired_at;
 } lease_guard[MAX_SLOTS];
 
 static void on_signal(int sig)
@@ -137,6 +139,7 @@ static void on_alarm(int sig)
 		if (lease_guard[i].pid > 0 && now >= lease_guard[i].kill_at) {
 			kill(lease_guard[i].pid, SIGKILL);
 			lease_guard[i].fired = lease_guard[i].pid;
+			lease_guard[i].fired_at = now;
 			lease_guard[i].pid = 0;
 			killed = true;
 		}
@@ -148,14 +151,16 @@ static void on_alarm(int sig)
 }
 
 /* How long before its lease ends a child whose lease was not renewed is killed. The lease is counted on the
- * database server, the kill on this host: the margin covers this process being late to act (the guard's
- * tick, a loaded host not scheduling it, SIGKILL reaching a child in the middle of a write) and clock rates
- * that differ slightly. A quarter of the lease (at least 1 s) leaves the heartbeats, which come far more
- * often, three quarters of it to get through. */
+ * database server, the kill on this host: the margin only covers this process being late to act (the guard's
+ * 100 ms tick, a loaded host not scheduling it, SIGKILL reaching a child in the middle of a write) and clock
+ * rates that differ slightly. It is kept small (a tenth of the lease, at least 0.5 s) so that the kill comes
+ * only when the lease is about to run out anyway: a loop held up by one slow statement on a healthy database
+ * does not cost running jobs a lease that was still valid. vtp_config_load makes three heartbeats fit in a
+ * lease. */
 static double lease_margin(const struct vtp_config *cfg)
 {
-	double margin = (double)cfg->lease_s / 4.0;
-	return margin < 1.0 ? 1.0 : margin;
+	double margin = (double)cfg->lease_s / 10.0;
+	return margin < 0.5 ? 0.5 : margin;
 }
 
 /* Recorders are left running without a lease: a live class cannot be sent again, so killing one loses
@@ -473,10 +478,20 @@ static void child_ended(struct slot *slot, int status)
 static void lease_unsure(struct supervisor *s, struct slot *slot, double now, bool still_running)
 {
 	double renewed = slot->lease_until - (double)s->cfg->lease_s;
-	log_warn("job %lld %s recording %s attempt %d: database unreachable for %.1f s; its lease ends in %.1f s:"
-		 " stopping it",
-		 (long long)slot->job.id, slot->job.kind, recording_label(&slot->job), slot->job.attempt,
-		 now - renewed, slot->lease_until - now);
+	if (still_running) {
+		log_warn("job %lld %s recording %s attempt %d: database unreachable for %.1f s; its lease ends in %.1f s:"
+			 " stopping it",
+			 (long long)slot->job.id, slot->job.kind, recording_label(&slot->job), slot->job.attempt,
+			 now - renewed, slot->lease_until - now);
+	} else {
+		/* Found at reap time: the guard's handler killed it while the loop was held up. */
+		int index = (int)(slot - s->slots);
+		double at = lease_guard[index].fired_at;
+		log_warn("job %lld %s recording %s attempt %d: database unreachable for %.1f s; the lease guard killed it"
+			 " %.1f s ago, %.1f s before its lease's end",
+			 (long long)slot->job.id, slot->job.kind, recording_label(&slot->job), slot->job.attempt,
+			 at - renewed, now - at, slot->lease_until - at);
+	}
 	slot->stop = STOP_LEASE_LOST;
 	slot->kill_at = 0;
 	if (still_running)
@@ -519,13 +534,19 @@ static void reap_children(struct supervisor *s)
 
 static void request_stop(struct slot *slot, enum stop_reason reason)
 {
-	if (slot->pid <= 0 || slot->stop != STOP_NONE)
+	if (slot->pid <= 0 || slot->stop == STOP_LEASE_LOST)
 		return;
-	slot->stop = reason;
 	if (reason == STOP_LEASE_LOST) {
-		kill(slot->pid, SIGKILL); /* someone else owns the job now: no grace */
+		/* Someone else owns the job now: no grace, even for a child already stopping (a recorder joining
+		 * its parts after a cancel), whose outcome can no longer be written. */
+		slot->stop = reason;
+		slot->kill_at = 0;
+		kill(slot->pid, SIGKILL);
 		return;
 	}
+	if (slot->stop != STOP_NONE)
+		return;
+	slot->stop = reason;
 	kill(slot->pid, SIGTERM);
 	/* A recorder asked to stop finalises its file: it gets its kind's grace. */
 	double grace = slot->kind && slot->kind->stop_grace_s > 0 ? slot->kind->stop_grace_s : KILL_AFTER_S;
@@ -826,7 +847,7 @@ static int poll_timeout_ms(struct supervisor *s, double now)
 	double next = now + IDLE_POLL_MS / 1000.0;
 	/* Without a connection the database's timers wait for the next try to connect: they are overdue, and
 	 * waking for them would spin. */
-	bool up = s->db.conn != NULL;
+	bool up = s->db.conn != NULL && !s->listen_failed;
 	if (!up && s->next_connect < next)
 		next = s->next_connect;
 	if (up && running_count(s) > 0 && s->next_heartbeat < next)
@@ -959,15 +980,18 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 		double now = now_s();
 		watch_leases(s, now);
 		bool up = false;
-		if (s->db.conn || now >= s->next_connect) {
+		if ((s->db.conn && !s->listen_failed) || now >= s->next_connect) {
 			up = ensure_listening(s);
+			s->listen_failed = !up;
 			if (!up)
 				s->next_connect = now + RECONNECT_S;
 		}
+		/* A dropped job has nothing to write: its slot is freed without the database, so that SIGTERM can
+		 * end a worker during an outage. */
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if (s->slots[i].used && s->slots[i].pending && (up || s->slots[i].outcome == OUTCOME_DROPPED))
+				write_outcome(s, &s->slots[i]);
 		if (up) {
-			for (int i = 0; i < MAX_SLOTS; i++)
-				if (s->slots[i].used && s->slots[i].pending)
-					write_outcome(s, &s->slots[i]);
 			if (!s->stopping && (s->want_claim || now >= s->next_claim)) {
 				claim_pass(s);
 				if (s->claim_failed)
