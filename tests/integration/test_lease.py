@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import psycopg2
@@ -42,10 +43,14 @@ def test_a_killed_transcode_attempt_leaves_its_scratch_to_the_next_one_which_rem
         run_worker(stack, "--once", "--queues", "light", VTP_HLS_SEGMENT_S="2")
         assert job_row(db, step)["state"] == "succeeded", job_row(db, step)
     job_id = only_job(db, rid, "transcode")
+    # Other tests leave heavy jobs behind: this one moves to a queue of its own, which the worker alone serves.
+    queue = "lease" + uuid.uuid4().hex[:10]
+    with db.cursor() as cur:
+        cur.execute("UPDATE jobs SET queue = %s WHERE id = %s", (queue, job_id))
     folder = Path(stack.storage_path) / rid
     first, second = folder / f"hls-tmp-{job_id}-1", folder / f"hls-tmp-{job_id}-2"
     with open(tmp_path / "worker.log", "w") as out:
-        worker = subprocess.Popen([str(stack.build_dir / "vtp-worker"), "--queues", "heavy:1"],
+        worker = subprocess.Popen([str(stack.build_dir / "vtp-worker"), "--queues", f"{queue}:1"],
                                   env=dict(stack.env, VTP_RETRY_BASE_MS="100", VTP_HLS_SEGMENT_S="2"), stdout=out,
                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -53,7 +58,8 @@ def test_a_killed_transcode_attempt_leaves_its_scratch_to_the_next_one_which_rem
         children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 1, children  # one heavy slot: the transcode's child
         os.kill(int(children[0]), signal.SIGKILL)
-        # Attempt 2 works in its own folder, and attempt 1's is gone before it writes there.
+        # Attempt 2 works in its own folder, and attempt 1's is gone by then. Polling samples the two
+        # conditions; it cannot prove which came first.
         poll(lambda: second.is_dir() and not first.exists(), 60, interval=0.01, what="attempt 2's own scratch folder")
         poll(lambda: job_row(db, job_id)["state"] == "succeeded", 120, what="attempt 2 to succeed")
         assert worker.poll() is None
@@ -117,6 +123,6 @@ def test_a_recorder_keeps_recording_through_a_database_outage_longer_than_its_le
         duration, _ = ffprobe_duration(rec.folder / "source.mkv")
         assert abs(duration - 14) <= 0.5, duration  # nothing lost to the outage
         log = worker.log.read_text()
-        assert "stopping it" not in log and "lease expired" not in log, log[-3000:]
+        assert "stopping it" not in log and f"job {rec.job}: lease expired" not in log, log[-3000:]
     finally:
         rec.db.close()

@@ -385,3 +385,22 @@ def test_a_supervisor_stuck_in_a_renewal_still_kills_the_job_before_its_lease_en
     assert f"job {job_id} noop recording - attempt 1: dropped: the lease was lost" in log
     assert "crashed" not in log
     assert worker.poll() is None
+
+
+def test_sigterm_ends_a_worker_whose_job_the_lease_guard_killed_during_an_outage(stack, db, workers, queue, tmp_path):
+    """A dropped job has nothing to write to the database, so its slot must not wait for it: SIGTERM ends the
+    worker while PostgreSQL is still down."""
+    worker = workers.start("--queues", queue)
+    pid_file = tmp_path / "noop.pid"
+    add_job(db, queue, {"sleep_ms": 120000, "sleep_attempts": 1, "pid_file": str(pid_file)})
+    child = int(poll("the job's pid file", lambda: pid_file.exists() and pid_file.read_text().strip()))
+    db.close()
+    stack.pg_stop()
+    try:
+        poll("the child to be killed", lambda: dead(child), timeout=10)
+        worker.send_signal(signal.SIGTERM)
+        poll("the worker to exit", lambda: worker.poll() is not None, timeout=10)
+        assert worker.returncode == 0, worker.log.read_text()[-3000:]
+        assert "dropped: the lease was lost" in worker.log.read_text()
+    finally:
+        stack.pg_start()
