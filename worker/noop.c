@@ -2,7 +2,7 @@
  * or fails with the message payload.fail. With an empty payload it runs inside the supervisor (no fork).
  * Asked to stop, it may go on payload.finish_ms before it succeeds, as a recorder joining its parts does,
  * saying so every 200 ms when payload.say_finishing is true. payload.pid_file names a file it writes its
- * process id to first; with payload.sleep_attempts N, only attempts 1 to N sleep (a later one succeeds at
+ * process id to (after the payload.fail check, before sleeping); with payload.sleep_attempts N, only attempts 1 to N sleep (a later one succeeds at
  * once), so a test can stop the first attempt and watch the next one finish. */
 #include "kinds.h"
 
