@@ -194,6 +194,14 @@ int vtp_config_load(struct vtp_config *cfg, const char *path, char **error)
 				   "links; with HS256 it is derived from jwt_secret)", cfg->jwt_alg);
 		return -1;
 	}
+	/* The worker kills a job whose lease it could not renew shortly before the lease ends: at least three
+	 * heartbeats must fit in a lease, or one late heartbeat would cost a healthy job its lease. */
+	if (cfg->heartbeat_ms * 3 > cfg->lease_s * 1000) {
+		*error = xasprintf("heartbeat_ms (VTP_HEARTBEAT_MS) is %ld: at most a third of lease_s (VTP_LEASE_S, %ld s)"
+				   " so that three heartbeats fit in a lease",
+				   (long)cfg->heartbeat_ms, (long)cfg->lease_s);
+		return -1;
+	}
 	return 0;
 }
 

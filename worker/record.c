@@ -85,6 +85,9 @@ struct join {
 	char prev_path[4096];
 	struct silence silence[MAX_STREAMS];
 	int64_t audio_end[MAX_STREAMS], last_dts[MAX_STREAMS], filled; /* µs */
+	/* Per video stream, since the last retry: the first frame's dts (µs) and how many frames were written. Their
+	 * mean interval is the frame grid that a retry's video continues on (grid_shift). */
+	int64_t grid_first[MAX_STREAMS], grid_frames[MAX_STREAMS];
 	char note[NOTE_MAX];
 	int used;
 	char why[256];		 /* what failed */
@@ -777,14 +780,21 @@ static AVFormatContext *open_part(const struct recorder *r, int n, char *path, s
 	return in;
 }
 
+/* How far into a part its first video packet is looked for: a retry's video begins at its first keyframe, which
+ * comes seconds after its audio. */
+#define VIDEO_LOOK_US 20000000
+
 /* Where part n's media starts (µs): the earliest timestamp among its first packets (streams are
- * interleaved within 0.5 s, and a late stream may start up to LEAD_US early). AV_NOPTS_VALUE: no media. */
-static int64_t part_start(const struct recorder *r, int n, AVPacket *pkt)
+ * interleaved within 0.5 s, and a late stream may start up to LEAD_US early). AV_NOPTS_VALUE: no media.
+ * With video >= 0, *video_start is where that stream's first packet is (AV_NOPTS_VALUE: not within
+ * VIDEO_LOOK_US). */
+static int64_t part_start(const struct recorder *r, int n, AVPacket *pkt, int video, int64_t *video_start)
 {
 	char path[4096];
 	AVFormatContext *in = open_part(r, n, path, sizeof path);
 	int64_t start = AV_NOPTS_VALUE, first = AV_NOPTS_VALUE;
-	for (int i = 0; in && i < 2000 && av_read_frame(in, pkt) >= 0; i++) {
+	*video_start = AV_NOPTS_VALUE;
+	for (int i = 0; in && i < 5000 && av_read_frame(in, pkt) >= 0; i++) {
 		int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
 		if (ts != AV_NOPTS_VALUE) {
 			int64_t us = av_rescale_q(ts, in->streams[pkt->stream_index]->time_base, AV_TIME_BASE_Q);
@@ -792,7 +802,10 @@ static int64_t part_start(const struct recorder *r, int n, AVPacket *pkt)
 				first = us;
 			if (start == AV_NOPTS_VALUE || us < start)
 				start = us;
-			if (us > first + LEAD_US + 1000000) {
+			if (pkt->stream_index == video && *video_start == AV_NOPTS_VALUE)
+				*video_start = us;
+			bool video_done = video < 0 || *video_start != AV_NOPTS_VALUE || us > first + VIDEO_LOOK_US;
+			if (us > first + LEAD_US + 1000000 && video_done) {
 				av_packet_unref(pkt);
 				break;
 			}
@@ -949,6 +962,25 @@ static int join_start(struct join *j, int last)
 	return 0;
 }
 
+/* How far (µs, from 0 to one frame) a retry's first frame of video stream o, at `at`, moves to land on that
+ * stream's frame grid from before the retry; 0 when the grid is not known. Joined where the retry's audio began,
+ * its video is off the grid by any fraction of a frame: at about half a frame, ffmpeg, which times a decoded
+ * video in frames of its frame rate, gives two frames one timestamp every third frame of a 15 fps stream ("non
+ * monotonically increasing dts"). */
+static int64_t grid_shift(const struct join *j, int o, int64_t at)
+{
+	if (o < 0 || at == AV_NOPTS_VALUE || j->grid_frames[o] < 2)
+		return 0;
+	double frame = (double)(j->last_dts[o] - j->grid_first[o]) / (double)(j->grid_frames[o] - 1);
+	if (frame < 1000 || frame > 1000000) /* not a frame rate (1 to 1000 fps) */
+		return 0;
+	int64_t since = at - j->last_dts[o];
+	/* Matroska keeps milliseconds: a frame that is on the grid may look up to 0.5 ms late. */
+	double frames = ceil((double)since / frame - 0.05);
+	int64_t shift = llround(frames * frame) - since;
+	return shift > 0 ? shift : 0;
+}
+
 /* Adds to j->note that the media before part `in` (a retry's first) ended at j->end, and the gap. */
 static void note_retry(struct join *j, const AVFormatContext *in)
 {
@@ -995,7 +1027,16 @@ static int join_append(struct join *j, int n)
 			return -1;
 		}
 	}
-	int64_t start = part_start(j->r, n, pkt);
+	/* The first video stream: a retry's is kept on its frame grid. */
+	int ov = -1, iv = -1;
+	for (unsigned o = 0; o < out->nb_streams && ov < 0; o++)
+		if (out->streams[o]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO)
+			ov = (int)o;
+	for (unsigned i = 0; i < in->nb_streams && i < MAX_STREAMS && ov >= 0; i++)
+		if (map[i] == ov && iv < 0)
+			iv = (int)i;
+	int64_t video_start;
+	int64_t start = part_start(j->r, n, pkt, iv, &video_start);
 	bool first = start != AV_NOPTS_VALUE;
 	/* A long part takes a while at the stop: say so every second, or the supervisor's kill after the stop
 	 * grace would leave the recording unjoined. */
@@ -1031,6 +1072,10 @@ static int join_append(struct join *j, int n)
 				j->joined_any = true;
 			} else if (start + j->offset < j->end - 1000000) { /* starts over: a new attempt after a crash */
 				j->offset = j->end - start;
+				if (video_start != AV_NOPTS_VALUE)
+					j->offset += grid_shift(j, ov, video_start + j->offset);
+				/* The retry's frames measure the grid anew: the time in between holds none. */
+				memset(j->grid_frames, 0, sizeof j->grid_frames);
 				note_retry(j, in);
 			}
 		}
@@ -1057,6 +1102,8 @@ static int join_append(struct join *j, int n)
 		if (!audio && dur <= 0 && j->last_dts[o] != INT64_MIN && dts - j->last_dts[o] < 1000000)
 			dur = dts - j->last_dts[o]; /* a video frame lasts about as long as the one before it */
 		j->last_dts[o] = dts;
+		if (out->streams[o]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && j->grid_frames[o]++ == 0)
+			j->grid_first[o] = dts;
 		if (dts + dur > j->end)
 			j->end = dts + dur;
 		pkt->dts = dts;

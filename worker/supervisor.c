@@ -19,12 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_SLOTS 64
 #define IDLE_POLL_MS 5000     /* the slow poll behind LISTEN/NOTIFY */
+#define RECONNECT_S 0.5	      /* without a database, how often connecting is tried again */
 #define KILL_AFTER_S 0.5      /* SIGTERM first; SIGKILL after this unless the kind asks for more */
 /* However long a stopped job says it is still finishing (a recorder joining a day-long recording's parts
  * reads and writes tens of GB), it is killed this long after the stop: one that loops saying so is hung. */
@@ -32,6 +34,7 @@
 #define PRUNE_EVERY_S 600.0
 #define MAX_REPORT_BYTES (4 << 20)
 #define UNTIL_IDLE_LOCK "7305870002"
+#define GUARD_TICK_US 100000 /* how often the lease guard looks at the clock while children run */
 
 enum stop_reason { STOP_NONE, STOP_CANCEL, STOP_TIMEOUT, STOP_SHUTDOWN, STOP_LEASE_LOST };
 
@@ -59,6 +62,10 @@ struct slot {
 	char *partial; /* an intermediate result (job_publish) not yet published */
 	char *error;
 	double started, deadline, kill_at, stopped_at;
+	/* Until when (monotonic clock) the job's lease surely holds: the time the claim or the last successful
+	 * renewal was SENT plus lease_s. The server counts the lease from when it ran the statement, which is
+	 * later, so this never overestimates. */
+	double lease_until;
 	enum stop_reason stop;
 	bool pending;	       /* the child is gone; its outcome is not yet in the database */
 	enum outcome_kind outcome;
@@ -70,6 +77,7 @@ struct supervisor {
 	const struct supervisor_options *options;
 	struct vtp_db db;
 	PGconn *listening; /* the connection LISTEN was issued on */
+	bool listen_failed; /* the last ensure_listening failed: wait for next_connect even on an open connection */
 	char worker[128];
 	char queue_list[256]; /* "light,heavy" for SQL */
 	char kind_list[512];  /* the kinds this worker can run, for SQL */
@@ -79,7 +87,7 @@ struct supervisor {
 	bool want_claim;
 	bool stopping;
 	double stop_deadline; /* when running jobs are stopped and requeued */
-	double next_heartbeat, next_reap, next_prune, next_claim, next_hint_reset;
+	double next_heartbeat, next_reap, next_prune, next_claim, next_hint_reset, next_connect;
 	double budget_end;
 	int jobs_done;
 	bool found_nothing; /* the last claim pass found no runnable job */
@@ -88,6 +96,16 @@ struct supervisor {
 
 static int signal_pipe[2] = {-1, -1};
 static volatile sig_atomic_t got_term, got_hup, got_chld;
+
+/* The lease guard: per slot, the child and the moment it must be dead. A SIGALRM handler enforces it, so a
+ * supervisor blocked in a database call (a frozen server holds a statement up to statement_timeout, longer
+ * than a short lease) still kills it in time. Written by the main loop with SIGALRM blocked. */
+static struct {
+	volatile pid_t pid;
+	volatile double kill_at;
+	volatile pid_t fired; /* the child the handler killed, until it is reaped */
+	volatile double fired_at;
+} lease_guard[MAX_SLOTS];
 
 static void on_signal(int sig)
 {
@@ -108,6 +126,83 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* SIGALRM: kills the children whose lease guard has passed (only async-signal-safe calls). */
+static void on_alarm(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	double now = now_s();
+	bool killed = false;
+	for (int i = 0; i < MAX_SLOTS; i++)
+		if (lease_guard[i].pid > 0 && now >= lease_guard[i].kill_at) {
+			kill(lease_guard[i].pid, SIGKILL);
+			lease_guard[i].fired = lease_guard[i].pid;
+			lease_guard[i].fired_at = now;
+			lease_guard[i].pid = 0;
+			killed = true;
+		}
+	if (killed) {
+		ssize_t w = write(signal_pipe[1], "x", 1);
+		(void)w;
+	}
+	errno = saved;
+}
+
+/* How long before its lease ends a child whose lease was not renewed is killed. The lease is counted on the
+ * database server, the kill on this host: the margin only covers this process being late to act (the guard's
+ * 100 ms tick, a loaded host not scheduling it, SIGKILL reaching a child in the middle of a write) and clock
+ * rates that differ slightly. It is kept small (a tenth of the lease, at least 0.5 s) so that the kill comes
+ * only when the lease is about to run out anyway: a loop held up by one slow statement on a healthy database
+ * does not cost running jobs a lease that was still valid. vtp_config_load makes three heartbeats fit in a
+ * lease. */
+static double lease_margin(const struct vtp_config *cfg)
+{
+	double margin = (double)cfg->lease_s / 10.0;
+	return margin < 0.5 ? 0.5 : margin;
+}
+
+/* Recorders are left running without a lease: a live class cannot be sent again, so killing one loses
+ * everything said until the database is back and a new attempt starts. Two attempts cannot write the same
+ * part: record.c creates each part with O_EXCL, numbered after the highest on disk. A recorder that is
+ * taken over is killed on the first heartbeat that finds the lease lost. */
+static bool keeps_running_without_lease(const struct slot *slot)
+{
+	return strcmp(slot->job.kind, "record") == 0;
+}
+
+/* Holds off the guard's handler; the previous mask goes to *old for sigprocmask(SIG_SETMASK, old). */
+static void block_alarm(sigset_t *old)
+{
+	sigset_t alarm;
+	sigemptyset(&alarm);
+	sigaddset(&alarm, SIGALRM);
+	sigprocmask(SIG_BLOCK, &alarm, old);
+}
+
+/* Copies the slot's lease deadline into the guard the SIGALRM handler reads. */
+static void guard_set(int index, pid_t pid, double kill_at, pid_t fired)
+{
+	sigset_t old;
+	block_alarm(&old);
+	lease_guard[index].pid = pid;
+	lease_guard[index].kill_at = kill_at;
+	lease_guard[index].fired = fired;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Runs the guard's tick while any child is guarded, and stops it otherwise (an idle worker sleeps). */
+static void guard_arm(bool any)
+{
+	static bool armed;
+	if (any == armed)
+		return;
+	struct itimerval tick = {0};
+	if (any)
+		tick.it_interval.tv_usec = tick.it_value.tv_usec = GUARD_TICK_US;
+	setitimer(ITIMER_REAL, &tick, NULL);
+	armed = any;
 }
 
 static const char *recording_label(const struct claimed_job *job)
@@ -187,6 +282,38 @@ static struct slot *free_slot(struct supervisor *s)
 		if (!s->slots[i].used)
 			return &s->slots[i];
 	return NULL;
+}
+
+/* Points the slot's lease guard at its child, or clears it when the child is gone or may outlive the lease. */
+static void guard_update(struct supervisor *s, struct slot *slot)
+{
+	int index = (int)(slot - s->slots);
+	sigset_t old;
+	block_alarm(&old); /* the guard is read and written as one step */
+	bool guarded = slot->used && slot->pid > 0 && slot->lease_until > 0 && slot->stop != STOP_LEASE_LOST &&
+		       !keeps_running_without_lease(slot) && lease_guard[index].fired != slot->pid;
+	/* A child the handler killed stays marked until it is reaped, so its end is not taken for a crash. */
+	pid_t fired = slot->pid > 0 && lease_guard[index].fired == slot->pid ? slot->pid : 0;
+	if (guarded)
+		guard_set(index, slot->pid, slot->lease_until - lease_margin(s->cfg), 0);
+	else
+		guard_set(index, 0, 0, fired);
+	bool any = false;
+	for (int i = 0; i < MAX_SLOTS; i++)
+		any = any || lease_guard[i].pid > 0;
+	guard_arm(any);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The claim or a renewal sent at the time sent succeeded: the lease holds until sent + lease_s. */
+static void lease_renewed(struct supervisor *s, struct slot *slot, double sent)
+{
+	/* A renewal that got through only after the guard killed the child renews nothing that still runs: the
+	 * log line about the kill keeps the times of the last renewal the child lived under. */
+	if (slot->pid > 0 && lease_guard[slot - s->slots].fired == slot->pid)
+		return;
+	slot->lease_until = sent + (double)s->cfg->lease_s;
+	guard_update(s, slot);
 }
 
 static void slot_release(struct slot *slot)
@@ -346,25 +473,80 @@ static void child_ended(struct slot *slot, int status)
 	}
 }
 
+/* The child's lease can no longer be counted on (no renewal got through): it is killed now, as for a lost
+ * lease, since the job is about to be another worker's. Also called once the guard's handler killed it. */
+static void lease_unsure(struct supervisor *s, struct slot *slot, double now, bool still_running)
+{
+	double renewed = slot->lease_until - (double)s->cfg->lease_s;
+	if (still_running) {
+		log_warn("job %lld %s recording %s attempt %d: database unreachable for %.1f s; its lease ends in %.1f s:"
+			 " stopping it",
+			 (long long)slot->job.id, slot->job.kind, recording_label(&slot->job), slot->job.attempt,
+			 now - renewed, slot->lease_until - now);
+	} else {
+		/* Found at reap time: the guard's handler killed it while the loop was held up. */
+		int index = (int)(slot - s->slots);
+		double at = lease_guard[index].fired_at;
+		log_warn("job %lld %s recording %s attempt %d: database unreachable for %.1f s; the lease guard killed it"
+			 " %.1f s ago, %.1f s before its lease's end",
+			 (long long)slot->job.id, slot->job.kind, recording_label(&slot->job), slot->job.attempt,
+			 at - renewed, now - at, slot->lease_until - at);
+	}
+	slot->stop = STOP_LEASE_LOST;
+	slot->kill_at = 0;
+	if (still_running)
+		kill(slot->pid, SIGKILL);
+	guard_update(s, slot);
+}
+
+/* Kills the children whose lease ends within the margin without a renewal. */
+static void watch_leases(struct supervisor *s, double now)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *slot = &s->slots[i];
+		if (!slot->used || slot->pid <= 0 || slot->stop == STOP_LEASE_LOST || slot->lease_until <= 0 ||
+		    keeps_running_without_lease(slot))
+			continue;
+		if (lease_guard[i].fired == slot->pid || now >= slot->lease_until - lease_margin(s->cfg))
+			lease_unsure(s, slot, now, true);
+	}
+}
+
 static void reap_children(struct supervisor *s)
 {
 	int status;
 	pid_t pid;
+	/* The guard's handler must not signal a pid between its reaping here and the guard's clearing. */
+	sigset_t old;
+	block_alarm(&old);
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 		for (int i = 0; i < MAX_SLOTS; i++)
-			if (s->slots[i].used && s->slots[i].pid == pid)
-				child_ended(&s->slots[i], status);
+			if (s->slots[i].used && s->slots[i].pid == pid) {
+				struct slot *slot = &s->slots[i];
+				/* Killed by the guard before the loop saw it: dropped, not crashed. */
+				if (lease_guard[i].fired == slot->pid && slot->stop != STOP_LEASE_LOST)
+					lease_unsure(s, slot, now_s(), false);
+				child_ended(slot, status);
+				guard_update(s, slot);
+			}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 static void request_stop(struct slot *slot, enum stop_reason reason)
 {
-	if (slot->pid <= 0 || slot->stop != STOP_NONE)
+	if (slot->pid <= 0 || slot->stop == STOP_LEASE_LOST)
 		return;
-	slot->stop = reason;
 	if (reason == STOP_LEASE_LOST) {
-		kill(slot->pid, SIGKILL); /* someone else owns the job now: no grace */
+		/* Someone else owns the job now: no grace, even for a child already stopping (a recorder joining
+		 * its parts after a cancel), whose outcome can no longer be written. */
+		slot->stop = reason;
+		slot->kill_at = 0;
+		kill(slot->pid, SIGKILL);
 		return;
 	}
+	if (slot->stop != STOP_NONE)
+		return;
+	slot->stop = reason;
 	kill(slot->pid, SIGTERM);
 	/* A recorder asked to stop finalises its file: it gets its kind's grace. */
 	double grace = slot->kind && slot->kind->stop_grace_s > 0 ? slot->kind->stop_grace_s : KILL_AFTER_S;
@@ -419,6 +601,7 @@ static void start_child(struct supervisor *s, struct slot *slot, json_object *pa
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(1);
+		signal(SIGALRM, SIG_DFL); /* the lease guard is the supervisor's; its copy here names siblings */
 		job_child_init();
 		close(fds[0]);
 		struct job job = {.id = slot->job.id, .attempt = slot->job.attempt, .cfg = s->cfg, .report_fd = fds[1]};
@@ -454,6 +637,7 @@ static void claim_pass(struct supervisor *s)
 			struct slot *slot = free_slot(s);
 			if (!slot)
 				return;
+			double sent = now_s();
 			enum queue_result r =
 				queue_claim(&s->db, queue->name, s->kind_list, s->worker, s->cfg->lease_s, &queue->hint,
 					    &slot->job);
@@ -482,6 +666,7 @@ static void claim_pass(struct supervisor *s)
 					run_in_process(s, slot, payload);
 				else
 					start_child(s, slot, payload);
+				lease_renewed(s, slot, sent);
 			}
 			json_object_put(payload);
 			if (slot->pending)
@@ -499,12 +684,15 @@ static void heartbeat_all(struct supervisor *s)
 		if (!slot->used || slot->pid <= 0 || slot->stop == STOP_LEASE_LOST)
 			continue;
 		bool cancel = false;
+		double sent = now_s();
 		enum queue_result r = queue_heartbeat(&s->db, &slot->job, s->worker, s->cfg->lease_s, slot->progress, &cancel);
 		if (r == QUEUE_LEASE_LOST) {
 			log_warn("job %lld: lease lost (another worker took it over); stopping it", (long long)slot->job.id);
 			request_stop(slot, STOP_LEASE_LOST);
-		} else if (r == QUEUE_DONE && cancel) {
-			request_stop(slot, STOP_CANCEL);
+		} else if (r == QUEUE_DONE) {
+			lease_renewed(s, slot, sent);
+			if (cancel)
+				request_stop(slot, STOP_CANCEL);
 		}
 	}
 }
@@ -602,7 +790,28 @@ static void publish_partials(struct supervisor *s)
 	}
 }
 
-/* Timers: leases, the reaper, pruning, deadlines and kills. */
+/* The children's own timers: job deadlines, shutdown and kills after a stop's grace. They need no database,
+ * so they run on every pass: a job past its deadline during an outage is still stopped and killed. */
+static void run_child_timers(struct supervisor *s, double now)
+{
+	for (int i = 0; i < MAX_SLOTS; i++) {
+		struct slot *slot = &s->slots[i];
+		if (!slot->used || slot->pid <= 0)
+			continue;
+		if (slot->stop == STOP_NONE && now >= slot->deadline)
+			request_stop(slot, STOP_TIMEOUT);
+		if (s->stopping && slot->stop == STOP_NONE && now >= s->stop_deadline)
+			request_stop(slot, STOP_SHUTDOWN);
+		if (slot->stop != STOP_NONE && slot->kill_at > 0 && now >= slot->kill_at) {
+			kill(slot->pid, SIGKILL);
+			slot->kill_at = 0;
+		}
+		if (slot->stop == STOP_NONE && s->stopping && s->cfg->shutdown_grace_s == 0)
+			request_stop(slot, STOP_SHUTDOWN);
+	}
+}
+
+/* Timers that need the database: leases, the reaper, pruning, the time budget. */
 static void run_timers(struct supervisor *s, double now)
 {
 	publish_partials(s);
@@ -628,21 +837,6 @@ static void run_timers(struct supervisor *s, double now)
 			log_info("pruned %ld finished jobs older than %ld days", n, s->cfg->job_history_days);
 		s->next_prune = now + PRUNE_EVERY_S;
 	}
-	for (int i = 0; i < MAX_SLOTS; i++) {
-		struct slot *slot = &s->slots[i];
-		if (!slot->used || slot->pid <= 0)
-			continue;
-		if (slot->stop == STOP_NONE && now >= slot->deadline)
-			request_stop(slot, STOP_TIMEOUT);
-		if (s->stopping && slot->stop == STOP_NONE && now >= s->stop_deadline)
-			request_stop(slot, STOP_SHUTDOWN);
-		if (slot->stop != STOP_NONE && slot->kill_at > 0 && now >= slot->kill_at) {
-			kill(slot->pid, SIGKILL);
-			slot->kill_at = 0;
-		}
-		if (slot->stop == STOP_NONE && s->stopping && s->cfg->shutdown_grace_s == 0)
-			request_stop(slot, STOP_SHUTDOWN);
-	}
 	if (s->options->until_idle && s->options->budget_s > 0 && now >= s->budget_end)
 		begin_shutdown(s, "time budget spent");
 }
@@ -651,22 +845,31 @@ static void run_timers(struct supervisor *s, double now)
 static int poll_timeout_ms(struct supervisor *s, double now)
 {
 	double next = now + IDLE_POLL_MS / 1000.0;
-	if (running_count(s) > 0 && s->next_heartbeat < next)
+	/* Without a connection the database's timers wait for the next try to connect: they are overdue, and
+	 * waking for them would spin. */
+	bool up = s->db.conn != NULL && !s->listen_failed;
+	if (!up && s->next_connect < next)
+		next = s->next_connect;
+	if (up && running_count(s) > 0 && s->next_heartbeat < next)
 		next = s->next_heartbeat;
-	if (s->next_reap < next)
+	if (up && s->next_reap < next)
 		next = s->next_reap;
-	if (s->next_claim < next)
+	if (up && s->next_claim < next)
 		next = s->next_claim;
 	for (int i = 0; i < MAX_SLOTS; i++) {
 		const struct slot *slot = &s->slots[i];
 		if (!slot->used)
 			continue;
-		if (slot->pending)
+		if (up && slot->pending)
 			next = now + 0.5; /* retry writing the outcome soon */
 		if (slot->kill_at > 0 && slot->kill_at < next)
 			next = slot->kill_at;
 		if (slot->stop == STOP_NONE && slot->deadline < next)
 			next = slot->deadline;
+		double unsure = slot->lease_until - lease_margin(s->cfg);
+		if (slot->pid > 0 && slot->stop != STOP_LEASE_LOST && slot->lease_until > 0 &&
+		    !keeps_running_without_lease(slot) && unsure < next)
+			next = unsure;
 	}
 	if (s->stopping && s->stop_deadline > now && s->stop_deadline < next)
 		next = s->stop_deadline;
@@ -765,6 +968,8 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	double start = now_s();
@@ -773,10 +978,20 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 	log_info("worker %s starting: queues %s", s->worker, options->queues);
 	while (!finished(s)) {
 		double now = now_s();
-		if (ensure_listening(s)) {
-			for (int i = 0; i < MAX_SLOTS; i++)
-				if (s->slots[i].used && s->slots[i].pending)
-					write_outcome(s, &s->slots[i]);
+		watch_leases(s, now);
+		bool up = false;
+		if ((s->db.conn && !s->listen_failed) || now >= s->next_connect) {
+			up = ensure_listening(s);
+			s->listen_failed = !up;
+			if (!up)
+				s->next_connect = now + RECONNECT_S;
+		}
+		/* A dropped job has nothing to write: its slot is freed without the database, so that SIGTERM can
+		 * end a worker during an outage. */
+		for (int i = 0; i < MAX_SLOTS; i++)
+			if (s->slots[i].used && s->slots[i].pending && (up || s->slots[i].outcome == OUTCOME_DROPPED))
+				write_outcome(s, &s->slots[i]);
+		if (up) {
 			if (!s->stopping && (s->want_claim || now >= s->next_claim)) {
 				claim_pass(s);
 				if (s->claim_failed)
@@ -794,6 +1009,7 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 				if (s->slots[i].used && s->slots[i].pid > 0 && now >= s->stop_deadline)
 					request_stop(&s->slots[i], STOP_SHUTDOWN);
 		}
+		run_child_timers(s, now);
 		if (finished(s))
 			break;
 		loop_once(s);
@@ -801,6 +1017,7 @@ int supervisor_run(struct vtp_config *cfg, const struct supervisor_options *opti
 	log_info("stopped after %d job(s)", s->jobs_done);
 	ret = 0;
 out:
+	guard_arm(false);
 	for (int i = 0; i < MAX_SLOTS; i++)
 		if (s->slots[i].used)
 			slot_release(&s->slots[i]);

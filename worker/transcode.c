@@ -992,6 +992,20 @@ static bool carry_quick(const char *final, const char *tmp)
 	return true;
 }
 
+/* Removes the scratch folders earlier attempts of this job left (they are dead: see run()), and the one
+ * named by the job alone that workers before per-attempt names used. */
+static int remove_earlier_scratch(const char *folder, const struct job *job)
+{
+	int ret = 0;
+	for (int attempt = 0; attempt < job->attempt && ret == 0; attempt++) {
+		char *old = attempt ? xasprintf("%s/hls-tmp-%lld-%d", folder, (long long)job->id, attempt)
+				    : xasprintf("%s/hls-tmp-%lld", folder, (long long)job->id);
+		ret = hls_remove_tree(old);
+		free(old);
+	}
+	return ret;
+}
+
 static int run(struct job *job, const char *mp4_path, const char *quick_dir, const char *hls_dir)
 {
 	struct transcode t = {.job = job, .vi = -1, .ai = -1, .mp4_path = mp4_path, .quick_dir = quick_dir,
@@ -1029,8 +1043,11 @@ static int run(struct job *job, const char *mp4_path, const char *quick_dir, con
 
 	folder = storage_path(job->cfg, job->recording_id, NULL);
 	final = storage_path(job->cfg, job->recording_id, "hls");
-	tmp = mp4_path || quick_dir ? NULL : xasprintf("%s/hls-tmp-%lld", folder, (long long)job->id);
-	if (tmp && (hls_remove_tree(tmp) != 0 || mkdir(tmp, 0750) != 0)) {
+	/* The scratch folder is the attempt's own: an attempt whose lease ran out is killed before the next one
+	 * starts (supervisor.c), but its folder stays behind, and the next one must not write into it. quick_dir
+	 * (hls/quick/) keeps its fixed name, as players read it while it grows: attempts no longer overlap. */
+	tmp = mp4_path || quick_dir ? NULL : xasprintf("%s/hls-tmp-%lld-%d", folder, (long long)job->id, job->attempt);
+	if (tmp && (remove_earlier_scratch(folder, job) != 0 || hls_remove_tree(tmp) != 0 || mkdir(tmp, 0750) != 0)) {
 		job_error(job, "cannot create the output folder: %s", strerror(errno));
 		goto out;
 	}

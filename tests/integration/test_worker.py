@@ -312,3 +312,96 @@ def test_jobs_of_kinds_without_code_are_left_for_a_worker_that_has_it(db, worker
     assert job(db, mine)["state"] == "succeeded"
     j = job(db, foreign)
     assert j["state"] == "queued" and j["attempts"] == 0
+
+
+def dead(pid):
+    """The process has ended: gone from /proc, or a zombie not yet reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_job_is_killed_before_its_lease_ends_when_postgres_is_gone(stack, db, workers, queue, tmp_path):
+    """Without the database the worker cannot renew the lease; once it ends, the reaper gives the job to
+    another attempt: the first one must not be running then (its files would meet the next one's)."""
+    lease_s = 3  # Workers.start's VTP_LEASE_S
+    worker = workers.start("--queues", queue)
+    pid_file = tmp_path / "noop.pid"
+    job_id = add_job(db, queue, {"sleep_ms": 120000, "sleep_attempts": 1, "pid_file": str(pid_file)})
+    child = int(poll("the job's pid file", lambda: pid_file.exists() and pid_file.read_text().strip()))
+    assert child == child_of(worker)
+    db.close()
+    stack.pg_stop()
+    # The last renewal got through before the cluster was down, so the lease ends before this + lease_s.
+    lease_end_bound = time.monotonic() + lease_s
+    try:
+        poll("the child to be killed", lambda: dead(child), timeout=lease_s + 2)
+        assert time.monotonic() < lease_end_bound, "the child outlived its lease"
+        assert worker.poll() is None, "the worker itself carries on without its database"
+    finally:
+        stack.pg_start()
+    fresh = psycopg2.connect(stack.database_url)
+    fresh.autocommit = True
+    try:
+        poll("the next attempt to succeed", state_is(fresh, job_id, "succeeded"), timeout=40)
+        assert job(fresh, job_id)["attempts"] == 2
+        history = attempts(fresh, job_id)
+        assert [(a, outcome) for a, outcome, _ in history] == [(1, "lease_expired"), (2, "succeeded")], history
+        assert "stopped renewing it" in history[0][2]
+        log = worker.log.read_text()
+        assert f"job {job_id} noop recording - attempt 1: database unreachable for" in log, log[-3000:]
+        assert "its lease ends in" in log and "stopping it" in log
+        assert f"job {job_id} noop recording - attempt 1: dropped: the lease was lost" in log
+        assert worker.poll() is None
+    finally:
+        fresh.close()
+
+
+def test_a_supervisor_stuck_in_a_renewal_still_kills_the_job_before_its_lease_ends(stack, db, workers, queue, tmp_path):
+    """A renewal that hangs (here: the job's row locked; a frozen server does the same) holds the supervisor's
+    loop; its timer still kills the child before the lease it could not renew ends."""
+    lease_s = 3
+    worker = workers.start("--queues", queue, VTP_DB_STATEMENT_TIMEOUT_MS=30000)
+    pid_file = tmp_path / "noop.pid"
+    job_id = add_job(db, queue, {"sleep_ms": 120000, "sleep_attempts": 1, "pid_file": str(pid_file)})
+    child = int(poll("the job's pid file", lambda: pid_file.exists() and pid_file.read_text().strip()))
+    locker = psycopg2.connect(stack.database_url)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+        # A renewal that took the row before us committed first: the lease ends before this + lease_s.
+        lease_end_bound = time.monotonic() + lease_s
+        poll("the child to be killed", lambda: dead(child), timeout=lease_s + 2)
+        assert time.monotonic() < lease_end_bound, "the child outlived its lease"
+    finally:
+        locker.rollback()
+        locker.close()
+    poll("the next attempt to succeed", state_is(db, job_id, "succeeded"), timeout=40)
+    history = attempts(db, job_id)
+    assert [(a, outcome) for a, outcome, _ in history] == [(1, "lease_expired"), (2, "succeeded")], history
+    log = worker.log.read_text()
+    assert f"job {job_id} noop recording - attempt 1: database unreachable for" in log, log[-3000:]
+    assert f"job {job_id} noop recording - attempt 1: dropped: the lease was lost" in log
+    assert "crashed" not in log
+    assert worker.poll() is None
+
+
+def test_sigterm_ends_a_worker_whose_job_the_lease_guard_killed_during_an_outage(stack, db, workers, queue, tmp_path):
+    """A dropped job has nothing to write to the database, so its slot must not wait for it: SIGTERM ends the
+    worker while PostgreSQL is still down."""
+    worker = workers.start("--queues", queue)
+    pid_file = tmp_path / "noop.pid"
+    add_job(db, queue, {"sleep_ms": 120000, "sleep_attempts": 1, "pid_file": str(pid_file)})
+    child = int(poll("the job's pid file", lambda: pid_file.exists() and pid_file.read_text().strip()))
+    db.close()
+    stack.pg_stop()
+    try:
+        poll("the child to be killed", lambda: dead(child), timeout=10)
+        worker.send_signal(signal.SIGTERM)
+        poll("the worker to exit", lambda: worker.poll() is not None, timeout=10)
+        assert worker.returncode == 0, worker.log.read_text()[-3000:]
+        assert "dropped: the lease was lost" in worker.log.read_text()
+    finally:
+        stack.pg_start()

@@ -30,7 +30,8 @@ static int setup(void **state)
 	close(fd);
 	/* The tests own these settings: the caller's environment must not leak in. */
 	const char *vars[] = {"DATABASE_URL", "JWT_SECRET", "STORAGE_PATH", "PORT", "VTP_API_THREADS",
-			      "VTP_LOG_LEVEL", "VTP_JWT_ALG", "VTP_MAX_BODY_BYTES", "VTP_URL_SIGNING_KEY"};
+			      "VTP_LOG_LEVEL", "VTP_JWT_ALG", "VTP_MAX_BODY_BYTES", "VTP_URL_SIGNING_KEY", "VTP_LEASE_S",
+			      "VTP_HEARTBEAT_MS"};
 	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
 		unsetenv(vars[i]);
 	return 0;
@@ -128,6 +129,28 @@ static void test_environment_errors(void **state)
 	vtp_config_free(&cfg);
 }
 
+static void test_heartbeat_must_fit_three_times_in_a_lease(void **state)
+{
+	(void)state;
+	struct vtp_config cfg;
+	char *error = NULL;
+	write_config("lease_s = 3\nheartbeat_ms = 1000\n");
+	assert_int_equal(vtp_config_load(&cfg, path, &error), 0);
+	vtp_config_free(&cfg);
+	write_config("lease_s = 3\nheartbeat_ms = 1001\n");
+	assert_int_equal(vtp_config_load(&cfg, path, &error), -1);
+	assert_non_null(strstr(error, "heartbeat_ms (VTP_HEARTBEAT_MS) is 1001"));
+	assert_non_null(strstr(error, "lease_s (VTP_LEASE_S, 3 s)"));
+	free(error);
+	vtp_config_free(&cfg);
+	setenv("VTP_LEASE_S", "2", 1);
+	write_config("heartbeat_ms = 1000\n");
+	assert_int_equal(vtp_config_load(&cfg, path, &error), -1);
+	free(error);
+	vtp_config_free(&cfg);
+	unsetenv("VTP_LEASE_S");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -136,6 +159,7 @@ int main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_environment_errors),
 		cmocka_unit_test(test_asymmetric_jwt_with_a_url_key),
+		cmocka_unit_test(test_heartbeat_must_fit_three_times_in_a_lease),
 	};
 	return cmocka_run_group_tests_name("config", tests, setup, teardown);
 }
