@@ -103,7 +103,9 @@ out:
 int access_check_share(struct vtp_ctx *ctx, const char *id, enum access_need need, struct access_share *share)
 {
 	static const char sql[] = "SELECT r.owner_id = $2 OR $3::boolean AS can_manage, " ACCESS_CAN_READ_DIRECT_SQL(
-		"$2", "$3") " AS can_read FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+		"$2", "$3") " AS can_read, EXISTS (SELECT 1 FROM recording_sharing s WHERE s.recording_id = r.id"
+		" AND s.user_id = $2 AND s.revoked_at IS NULL) AS shared_with FROM recordings r"
+		" WHERE r.id = $1 AND r.deleted_at IS NULL";
 	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
 	PGresult *res = NULL;
 	int ret = -1;
@@ -128,7 +130,8 @@ int access_check_share(struct vtp_ctx *ctx, const char *id, enum access_need nee
 		ret = share_check(ctx, id, need, share);
 		goto out;
 	}
-	if (!can_read) {
+	/* A user the recording is shared with knows it exists: managing it is forbidden, not unknown. */
+	if (!can_read && !(PQntuples(res) == 1 && strcmp(vtp_db_get(res, 0, "shared_with"), "t") == 0)) {
 		http_problem(ctx, 404, "recording_not_found", "no recording %s", id);
 		goto out;
 	}

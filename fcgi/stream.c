@@ -187,9 +187,11 @@ static int check_token(struct vtp_ctx *ctx, char *token, size_t size, bool *shar
 	int got = http_query_get(ctx->req.query, "token", token, size);
 	if (got == 0) {
 		/* No token: the router has authenticated a Bearer token (the route
-		 * is ROUTE_URL_TOKEN); a reader gets the URIs signed as from the master. */
+		 * is ROUTE_URL_TOKEN); a reader gets the URIs signed as from the master.
+		 * Through a share this is a view like the master's (ACCESS_READ counts
+		 * it), or skipping the master would play without counting any. */
 		struct access_share share;
-		if (access_check_share(ctx, ctx->params[0], ACCESS_PROGRESS, &share) < 0)
+		if (access_check_share(ctx, ctx->params[0], ACCESS_READ, &share) < 0)
 			return -1;
 		char *made = make_token(ctx, &share, time(NULL) + STREAM_TOKEN_MIN_S);
 		if (!made || strlen(made) >= size) {

@@ -169,6 +169,32 @@ def test_user_share_read_of_the_recording_counts_and_ends(ctx):
                    "recording_not_found")
 
 
+@pytest.mark.parametrize("kind", ["link", "user"])
+def test_skipping_the_master_is_a_view_too(ctx, kind):
+    """A media playlist or segment asked for through a share without the master's token is counted as a view
+    (before, it played uncounted: max_views did not limit HLS)."""
+    s = share(ctx, max_views=2, **({"user_id": ctx.u_sub} if kind == "user" else {}))
+    client, params = (ctx.anon, {"share": s["token"]}) if kind == "link" else (ctx.user, {})
+    media = f"{ctx.rec}/stream/360p/index.m3u8"
+    r = client.get(media, params=params)
+    assert r.status_code == 200 and "?token=" in r.text, r.text
+    seg = next(l for l in r.text.splitlines() if l and not l.startswith("#")).split("?")[0]
+    assert client.get(f"{ctx.rec}/stream/360p/{seg}", params=params).status_code == 200
+    assert views(ctx, s["id"]) == 2
+    assert_problem(client.get(media, params=params), 403, "share_exhausted")
+    assert views(ctx, s["id"]) == 2
+
+
+def test_user_share_recipient_may_not_manage(ctx):
+    """The recipient of a user share knows the recording: its manage endpoints are 403, not 404."""
+    share(ctx, user_id=ctx.u_sub)
+    for method, path in (("GET", f"{ctx.rec}/participants"), ("GET", f"{ctx.rec}/shares"),
+                         ("GET", f"{ctx.rec}/analytics"), ("POST", f"{ctx.rec}/stop"), ("DELETE", ctx.rec)):
+        assert_problem(ctx.user.request(method, path), 403, "forbidden")
+    stranger = Client(ctx.base, make_token(ctx.stack, unique("other"), "student"))
+    assert_problem(stranger.post(f"{ctx.rec}/stop"), 404, "recording_not_found")
+
+
 def test_user_share_download_allowed(ctx):
     s = share(ctx, user_id=ctx.u_sub, can_download=True)
     url = assert_json(ctx.user.get(f"{ctx.rec}/download-url"), 200)["url"]
