@@ -53,8 +53,11 @@ static int share_check(struct vtp_ctx *ctx, const char *id, enum access_need nee
 		"  COALESCE(s.views >= s.max_views, false) AS exhausted, s.can_download"
 		" FROM recording_sharing s JOIN pick ON pick.id = s.id";
 	/* A HEAD answers as a GET would, but is no view (load balancers and
-	 * link previews probe with it). */
-	bool count = need != ACCESS_PROGRESS && strcmp(ctx->req.method, "HEAD") != 0;
+	 * link previews probe with it); nor is a download's range that does not
+	 * start at its first byte (a player seeking, a download resumed). */
+	const char *range = need == ACCESS_DOWNLOAD ? http_param(ctx, "HTTP_RANGE") : NULL;
+	bool count = need != ACCESS_PROGRESS && strcmp(ctx->req.method, "HEAD") != 0 &&
+		     !(range && strncmp(range, "bytes=0-", 8) != 0);
 	const char *params[] = {id,
 				ctx->share,
 				ctx->who.sub,

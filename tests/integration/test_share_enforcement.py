@@ -195,6 +195,20 @@ def test_user_share_recipient_may_not_manage(ctx):
     assert_problem(stranger.post(f"{ctx.rec}/stop"), 404, "recording_not_found")
 
 
+def test_a_download_continued_by_ranges_is_one_view(ctx):
+    """A share's direct download counts once: its ranges that do not start at byte 0 (a player seeking, a
+    download resumed) are no new views (before, each Range request used one up)."""
+    s = share(ctx, can_download=True, max_views=2)
+    url, params = f"{ctx.rec}/download", {"share": s["token"]}
+    assert ctx.anon.get(url, params=params, headers={"Range": "bytes=0-99"}).status_code == 206
+    for first in (100, 200, 300):
+        r = ctx.anon.get(url, params=params, headers={"Range": f"bytes={first}-{first + 99}"})
+        assert r.status_code == 206 and len(r.content) == 100, r.status_code
+    assert views(ctx, s["id"]) == 1
+    assert ctx.anon.get(url, params=params).status_code == 200
+    assert views(ctx, s["id"]) == 2
+
+
 def test_user_share_download_allowed(ctx):
     s = share(ctx, user_id=ctx.u_sub, can_download=True)
     url = assert_json(ctx.user.get(f"{ctx.rec}/download-url"), 200)["url"]
