@@ -2,6 +2,8 @@
 #include "access.h"
 
 #include "../lib/db.h"
+#include "../lib/url_token.h"
+#include "app.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,11 +107,13 @@ out:
 
 int access_check_share(struct vtp_ctx *ctx, const char *id, enum access_need need, struct access_share *share)
 {
+	/* shared_with is only asked for (and only read) when managing: a read goes on to share_check() instead */
 	static const char sql[] = "SELECT r.owner_id = $2 OR $3::boolean AS can_manage, " ACCESS_CAN_READ_DIRECT_SQL(
-		"$2", "$3") " AS can_read, EXISTS (SELECT 1 FROM recording_sharing s WHERE s.recording_id = r.id"
-		" AND s.user_id = $2 AND s.revoked_at IS NULL) AS shared_with FROM recordings r"
-		" WHERE r.id = $1 AND r.deleted_at IS NULL";
-	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx))};
+		"$2", "$3") " AS can_read, $4::boolean AND EXISTS (SELECT 1 FROM recording_sharing s"
+		" WHERE s.recording_id = r.id AND s.user_id = $2 AND s.revoked_at IS NULL) AS shared_with"
+		" FROM recordings r WHERE r.id = $1 AND r.deleted_at IS NULL";
+	const char *params[] = {id, ctx->who.sub, access_sql_bool(access_is_admin(ctx)),
+				access_sql_bool(need == ACCESS_MANAGE)};
 	PGresult *res = NULL;
 	int ret = -1;
 	if (share) {
@@ -124,7 +128,7 @@ int access_check_share(struct vtp_ctx *ctx, const char *id, enum access_need nee
 			ret = share_check(ctx, id, need, share);
 		goto out;
 	}
-	res = http_query(ctx, sql, 3, params);
+	res = http_query(ctx, sql, 4, params);
 	if (!res)
 		goto out;
 	bool can_read = PQntuples(res) == 1 && strcmp(vtp_db_get(res, 0, "can_read"), "t") == 0;
@@ -156,6 +160,14 @@ int access_check(struct vtp_ctx *ctx, const char *id, enum access_need need)
 time_t access_share_cap(const struct access_share *share, time_t until)
 {
 	return share->id[0] && share->expires > 0 && share->expires < until ? share->expires : until;
+}
+
+char *access_url_token(const struct vtp_ctx *ctx, const struct access_share *share, const char *id,
+		       const char *scope, time_t until)
+{
+	until = access_share_cap(share, until);
+	return share->id[0] ? url_token_make_share(&ctx->app->cfg, id, scope, share->id, until)
+			    : url_token_make(&ctx->app->cfg, id, scope, until);
 }
 
 int access_share_valid(struct vtp_ctx *ctx, const char *id, const char *share_id, bool download)

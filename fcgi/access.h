@@ -49,6 +49,12 @@ struct access_share {
  * out outlives it. */
 time_t access_share_cap(const struct access_share *share, time_t until);
 
+/* The URL token (lib/url_token.h) for recording id and scope, valid until `until` or until the share that
+ * let the caller in ends if that is sooner, then carrying the share's id so that each use checks it again
+ * (access_share_valid()). NULL when there is no key to sign with; the caller frees the result. */
+char *access_url_token(const struct vtp_ctx *ctx, const struct access_share *share, const char *id,
+		       const char *scope, time_t until);
+
 /* access_check(), telling through *share which share let the caller in. */
 int access_check_share(struct vtp_ctx *ctx, const char *id, enum access_need need, struct access_share *share);
 

@@ -340,8 +340,7 @@ void download_url_get(struct vtp_ctx *ctx)
 		goto out;
 	}
 	token_scope(rendition, scope, sizeof scope);
-	token = share.id[0] ? url_token_make_share(&ctx->app->cfg, id, scope, share.id, until)
-			    : url_token_make(&ctx->app->cfg, id, scope, until);
+	token = access_url_token(ctx, &share, id, scope, until);
 	if (!token) {
 		log_error("no key to sign download URLs (url_signing_key or jwt_secret)");
 		http_problem(ctx, 500, "internal_error", "the request could not be completed");

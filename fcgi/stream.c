@@ -119,12 +119,7 @@ static void answer_playlist(struct vtp_ctx *ctx, const char *name, const struct 
  * the caller frees the result. */
 static char *make_token(struct vtp_ctx *ctx, const struct access_share *share, time_t expires)
 {
-	char *token;
-	expires = access_share_cap(share, expires);
-	if (share->id[0])
-		token = url_token_make_share(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, share->id, expires);
-	else
-		token = url_token_make(&ctx->app->cfg, ctx->params[0], STREAM_SCOPE, expires);
+	char *token = access_url_token(ctx, share, ctx->params[0], STREAM_SCOPE, expires);
 	if (!token)
 		log_error("no url_signing_key or jwt_secret: stream URLs cannot be signed");
 	return token;

@@ -41,6 +41,12 @@ struct job_kind {
 	/* A cancel asks the job to end its work early, not to drop it (a recorder's stop is the end of the class):
 	 * when the job then fails, it failed (with its error, and retried), rather than being cancelled. */
 	bool finishes_on_stop;
+	/* Left running when its lease cannot be renewed (the database is away), where other kinds are killed before
+	 * the lease ends: a live class cannot be sent again, so killing a recorder loses everything said until the
+	 * database is back. Two attempts cannot write the same part: record.c creates each part with O_EXCL,
+	 * numbered after the highest on disk; a recorder taken over is killed at the first heartbeat that finds
+	 * the lease lost. */
+	bool outlives_lease;
 };
 
 /* The kind named name, or NULL (worker/kinds.c holds the table). */

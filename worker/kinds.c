@@ -55,7 +55,8 @@
 	" updated_at = clock_timestamp() WHERE id = $1"
 
 static const struct job_kind kinds[] = {
-	/* name     run         publish_sql         timeout_s  in_process  stop_grace_s (0: 0.5 s)  finishes_on_stop */
+	/* name     run         publish_sql         timeout_s  in_process  stop_grace_s (0: 0.5 s)  finishes_on_stop
+	 * outlives_lease */
 	/* 1 s of grace: the tests of job_still_finishing() stop a noop job */
 	{ "noop",   noop_run,   NULL,               10,        true, 1 },
 	{ "probe",  probe_run,  PROBE_PUBLISH_SQL,  120,       false },
@@ -65,7 +66,7 @@ static const struct job_kind kinds[] = {
 	{ "thumbnail", thumbnail_run, THUMBNAIL_PUBLISH_SQL, 120, false },
 	{ "storyboard", storyboard_run, STORYBOARD_PUBLISH_SQL, 600, false },
 	/* a recording ends by stop, record_max_s or record_inactivity_s; the grace lets it finish and join its parts */
-	{ "record", record_run, RECORD_PUBLISH_SQL, 604800, false, 30, true },
+	{ "record", record_run, RECORD_PUBLISH_SQL, 604800, false, 30, true, true },
 	/* 5 s of grace: a stopped playable job removes what it wrote. */
 	{ "playable", playable_run, PLAYABLE_PUBLISH_SQL, 6 * 3600, false, 5 },
 	/* 5 s of grace: a stopped transcode removes its temporary folder. */

@@ -163,13 +163,12 @@ static double lease_margin(const struct vtp_config *cfg)
 	return margin < 0.5 ? 0.5 : margin;
 }
 
-/* Recorders are left running without a lease: a live class cannot be sent again, so killing one loses
- * everything said until the database is back and a new attempt starts. Two attempts cannot write the same
- * part: record.c creates each part with O_EXCL, numbered after the highest on disk. A recorder that is
- * taken over is killed on the first heartbeat that finds the lease lost. */
-static bool keeps_running_without_lease(const struct slot *slot)
+/* Whether the slot's child is to be killed when its lease ends without a renewal: a child that runs, has a
+ * lease, is not already dropped, and is of a kind that does not outlive its lease (job_kind.outlives_lease). */
+static bool lease_guarded(const struct slot *slot)
 {
-	return strcmp(slot->job.kind, "record") == 0;
+	return slot->pid > 0 && slot->stop != STOP_LEASE_LOST && slot->lease_until > 0 &&
+	       !(slot->kind && slot->kind->outlives_lease);
 }
 
 /* Holds off the guard's handler; the previous mask goes to *old for sigprocmask(SIG_SETMASK, old). */
@@ -290,8 +289,7 @@ static void guard_update(struct supervisor *s, struct slot *slot)
 	int index = (int)(slot - s->slots);
 	sigset_t old;
 	block_alarm(&old); /* the guard is read and written as one step */
-	bool guarded = slot->used && slot->pid > 0 && slot->lease_until > 0 && slot->stop != STOP_LEASE_LOST &&
-		       !keeps_running_without_lease(slot) && lease_guard[index].fired != slot->pid;
+	bool guarded = slot->used && lease_guarded(slot) && lease_guard[index].fired != slot->pid;
 	/* A child the handler killed stays marked until it is reaped, so its end is not taken for a crash. */
 	pid_t fired = slot->pid > 0 && lease_guard[index].fired == slot->pid ? slot->pid : 0;
 	if (guarded)
@@ -504,8 +502,7 @@ static void watch_leases(struct supervisor *s, double now)
 {
 	for (int i = 0; i < MAX_SLOTS; i++) {
 		struct slot *slot = &s->slots[i];
-		if (!slot->used || slot->pid <= 0 || slot->stop == STOP_LEASE_LOST || slot->lease_until <= 0 ||
-		    keeps_running_without_lease(slot))
+		if (!slot->used || !lease_guarded(slot))
 			continue;
 		if (lease_guard[i].fired == slot->pid || now >= slot->lease_until - lease_margin(s->cfg))
 			lease_unsure(s, slot, now, true);
@@ -867,8 +864,7 @@ static int poll_timeout_ms(struct supervisor *s, double now)
 		if (slot->stop == STOP_NONE && slot->deadline < next)
 			next = slot->deadline;
 		double unsure = slot->lease_until - lease_margin(s->cfg);
-		if (slot->pid > 0 && slot->stop != STOP_LEASE_LOST && slot->lease_until > 0 &&
-		    !keeps_running_without_lease(slot) && unsure < next)
+		if (lease_guarded(slot) && unsure < next)
 			next = unsure;
 	}
 	if (s->stopping && s->stop_deadline > now && s->stop_deadline < next)

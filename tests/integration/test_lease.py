@@ -20,14 +20,7 @@ from test_import import upload
 from test_probe import job_row, only_job, run_worker
 from test_record import Recording, ffprobe_duration, sender
 from test_transcode import H264, make
-from test_worker import Workers, child_of, dead
-
-
-@pytest.fixture
-def workers(stack, tmp_path):
-    w = Workers(stack, tmp_path)
-    yield w
-    w.stop_all()
+from test_worker import Workers, child_of, dead, workers  # noqa: F401 - workers is a fixture
 
 
 def files_under(path):
